@@ -1,0 +1,5 @@
+import sys
+
+from groundup.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The ``groundup`` command line: ``groundup <command> ...``.
+
+Each command lives in its own module exposing ``add_parser(subparsers)`` (which sets
+``func`` on the parser) and a function ``run(args) -> int``. User mistakes raised as
+``ValueError``/``TypeError``/``FileNotFoundError`` become one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from groundup import __version__
+
+COMMAND_MODULES = ("groundup.cli.data_cmd",)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="groundup", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"groundup {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not written yet in this build
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"groundup {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"groundup {args.command}: interrupted.", file=sys.stderr)
+        return 130

@@ -1,0 +1,134 @@
+"""Saving and loading models as one self-contained ``.npz`` file (no pickle).
+
+A model file holds every parameter (``param/W1`` ...), the batch-norm running statistics
+(``state/running_mean1`` ...) and one JSON string entry, ``__meta__``, with the format
+name and version and the architecture, so ``load(path)`` rebuilds the model from the
+file alone. Files are read with ``allow_pickle=False``: an object array inside a file is
+rejected, never unpickled. Writes are atomic: the data goes to a temporary file in the
+same directory which replaces the target only once it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groundup import __version__
+from groundup._checks import value_error
+
+MODEL_FORMAT = "groundup.model"
+FORMAT_VERSION = 1
+META_KEY = "__meta__"
+
+
+def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray],
+                     meta: dict[str, Any]) -> Path:
+    """Write ``arrays`` plus a JSON ``meta`` entry to exactly ``path``, atomically."""
+    path = Path(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise value_error("save", "the parent of path", "a directory", str(path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise value_error("save", "path", "inside a directory that can be created", str(path),
+                          "a file stands where a parent directory should be.") from exc
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_npz(path: str | os.PathLike, expected_format: str,
+             max_version: int = FORMAT_VERSION) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by ``atomic_write_npz``; returns ``(arrays, meta)``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (one line naming the
+    file) for a truncated or corrupt file, one holding pickled objects, a different format
+    or a newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load: no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise value_error("load", "file", "free of pickled objects", str(path),
+                              "the file holds Python objects and was not loaded.") from exc
+        raise value_error("load", "file", "a readable .npz file", str(path), str(exc)) from exc
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+        raise value_error("load", "file", "a complete .npz file", str(path),
+                          "it is truncated or corrupt.") from exc
+    if META_KEY not in arrays:
+        raise value_error("load", "file", f"a {expected_format} file with a {META_KEY} entry",
+                          str(path))
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except json.JSONDecodeError as exc:
+        raise value_error("load", META_KEY, "valid JSON", str(path)) from exc
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise value_error("load", "format", repr(expected_format), found, f"file: {path}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= max_version:
+        raise value_error("load", "format_version", f"an int in [1, {max_version}]", version,
+                          f"file: {path}; a newer groundup may read it.")
+    return arrays, meta
+
+
+def model_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The arrays that make up a model: ``param/<name>`` and ``state/<name>``."""
+    arrays = {f"param/{k}": v for k, v in model.params.items()}
+    arrays.update({f"state/{k}": v for k, v in model.state.items()})
+    return arrays
+
+
+def set_model_arrays(model: Any, arrays: dict[str, np.ndarray], source: str) -> None:
+    """Copy saved arrays into the model's own arrays, in place (layers keep references)."""
+    targets = {f"param/{k}": v for k, v in model.params.items()}
+    targets.update({f"state/{k}": v for k, v in model.state.items()})
+    missing = sorted(set(targets) - set(arrays))
+    extra = sorted(k for k in set(arrays) - set(targets) if k.startswith(("param/", "state/")))
+    if missing or extra:
+        raise value_error("load", "arrays", "exactly the model's parameters",
+                          f"=missing {missing}, unexpected {extra}", f"file: {source}")
+    for key, target in targets.items():
+        if arrays[key].shape != target.shape:
+            raise value_error("load", key, f"of shape {target.shape}", f"={arrays[key].shape}",
+                              f"file: {source}")
+        target[...] = arrays[key]
+
+
+def save(model: Any, path: str | os.PathLike) -> Path:
+    """Write ``model`` (architecture, parameters, batch-norm statistics) to ``path``."""
+    meta = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
+            "groundup_version": __version__, "model": model.get_config()}
+    return atomic_write_npz(path, model_arrays(model), meta)
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Rebuild the model saved at ``path``; predictions equal the saved model's bit for bit."""
+    from groundup.models import from_config
+
+    arrays, meta = read_npz(path, MODEL_FORMAT)
+    try:
+        model = from_config(meta["model"], rng=0)
+    except (KeyError, TypeError) as exc:
+        raise value_error("load", "model config", "a valid architecture", str(path),
+                          str(exc)) from exc
+    set_model_arrays(model, arrays, str(path))
+    return model
