@@ -63,7 +63,7 @@ def read_npz(path: str | os.PathLike, expected_format: str,
     if not path.is_file():
         raise FileNotFoundError(f"load: no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):

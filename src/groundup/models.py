@@ -342,19 +342,20 @@ class TwoLayerNet(_BookNet):
     """The book's ch. 4/5 two-layer net: Affine → activation → Affine → softmax loss.
 
     ``activation='sigmoid'`` is chapter 4's network, ``'relu'`` chapter 5's. Weights are
-    N(0, weight_init_std²). ``predict`` returns the scores (apply ``softmax`` for
-    probabilities); accuracy and loss are the same either way.
+    N(0, weight_init_std²), or from a named initializer (e.g. 'he_normal'). ``predict``
+    returns the scores (apply ``softmax`` for probabilities); accuracy and loss are the
+    same either way.
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
-                 weight_init_std: float = 0.01, *, activation: str = "sigmoid", rng: Any = None,
+                 weight_init_std: Any = 0.01, *, activation: str = "sigmoid", rng: Any = None,
                  dtype: Any = np.float32, convention: str = "groundup") -> None:
         super().__init__((input_size,), **_common(rng, dtype, convention))
         self._remember(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
                        weight_init_std=weight_init_std, activation=activation)
-        self.add("dense", units=hidden_size, init=float(weight_init_std))
+        self.add("dense", units=hidden_size, init=weight_init_std)
         self.add(activation)
-        self.add("dense", units=output_size, init=float(weight_init_std))
+        self.add("dense", units=output_size, init=weight_init_std)
 
 
 class MultiLayerNetExtend(_BookNet):
@@ -418,18 +419,19 @@ def _conv_param(param: dict[str, Any], owner: str) -> dict[str, int]:
 class SimpleConvNet(_BookNet):
     """The book's ch. 7 net: Conv → ReLU → MaxPool(2, stride 2) → Affine → ReLU → Affine.
 
-    Params W1/b1 (conv), W2/b2, W3/b3 (affine), all drawn N(0, weight_init_std²).
+    Params W1/b1 (conv), W2/b2, W3/b3 (affine), all drawn N(0, weight_init_std²) (or from
+    a named initializer).
     """
 
     def __init__(self, input_dim: tuple[int, int, int] = (1, 28, 28),
                  conv_param: dict[str, int] | None = None, hidden_size: int = 100,
-                 output_size: int = 10, weight_init_std: float = 0.01, *, rng: Any = None,
+                 output_size: int = 10, weight_init_std: Any = 0.01, *, rng: Any = None,
                  dtype: Any = np.float32, convention: str = "groundup") -> None:
         super().__init__(tuple(input_dim), **_common(rng, dtype, convention))
         cp = _conv_param(conv_param or {}, "SimpleConvNet")
         self._remember(input_dim=list(input_dim), conv_param=cp, hidden_size=hidden_size,
                        output_size=output_size, weight_init_std=weight_init_std)
-        std = float(weight_init_std)
+        std = weight_init_std
         self.add("conv", filters=cp["filter_num"], kernel_size=cp["filter_size"],
                  stride=cp["stride"], pad=cp["pad"], init=std)
         self.add("relu").add("pool", size=2, stride=2)

@@ -1,0 +1,350 @@
+"""Convolution and pooling layers (book ch. 7) on top of ``im2col``/``col2im``.
+
+``im2col`` unrolls every filter-sized patch of a batch of images into one row, so a
+convolution becomes a single matrix product; ``col2im`` is its exact adjoint and
+scatter-adds rows back into images (the backward pass). Both keep the book's
+(``common/util.py``) signatures and layouts, and the input's dtype.
+
+Output size, per spatial axis: out = floor((H + 2·pad - FH) / stride) + 1, as in the book
+and PyTorch; rows or columns that a stride does not reach are not used.
+
+Layer outputs are views in (N, H, W, C) memory order, as the book's are: the matrix
+product produces that order, and keeping it saves a transpose copy per layer. Backward
+passes accept ``dout`` in any memory order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from groundup._checks import check_array, check_choice, check_number, type_error, value_error
+from groundup.layers import Layer
+
+
+def _output_size(owner: str, size: int, window: int, stride: int, pad: int,
+                 axis: str) -> int:
+    """floor((size + 2·pad - window) / stride) + 1, which must be at least 1."""
+    span = size + 2 * pad - window
+    if span < 0:
+        raise value_error(owner, f"output {axis}", "at least 1, where output "
+                          f"{axis} = floor(({axis} + 2·pad - window) / stride) + 1",
+                          f"=floor(({size} + 2·{pad} - {window}) / {stride}) + 1 = "
+                          f"{span // stride + 1}",
+                          "use a smaller window or a larger pad.")
+    return span // stride + 1
+
+
+def _check_geometry(owner: str, filter_h: Any, filter_w: Any, stride: Any, pad: Any,
+                    names: tuple[str, str] = ("filter_h", "filter_w")) -> None:
+    check_number(owner, names[0], filter_h, low=1, integer=True)
+    check_number(owner, names[1], filter_w, low=1, integer=True)
+    check_number(owner, "stride", stride, low=1, integer=True)
+    check_number(owner, "pad", pad, low=0, integer=True)
+
+
+def _pad_value(dtype: np.dtype, lowest: bool) -> Any:
+    if not lowest:
+        return 0
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _unfold(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int,
+            out_h: int, out_w: int, fill: Any = 0) -> np.ndarray:
+    """The book's im2col layout with one copy of the patches (plus the padded input)."""
+    n, c, h, w = x.shape
+    if pad:
+        padded = np.full((n, c, h + 2 * pad, w + 2 * pad), fill, dtype=x.dtype)
+        padded[:, :, pad:pad + h, pad:pad + w] = x
+        x = padded
+    # (N, C, H', W', FH, FW) read-only view of every window, no data moved
+    windows = sliding_window_view(x, (filter_h, filter_w), axis=(2, 3))
+    windows = windows[:, :, :stride * (out_h - 1) + 1:stride, :stride * (out_w - 1) + 1:stride]
+    col = np.empty((n * out_h * out_w, c * filter_h * filter_w), dtype=x.dtype)
+    # the single copy: (N, C, OH, OW, FH, FW) → rows (n, oh, ow), columns (c, fh, fw)
+    np.copyto(col.reshape(n, out_h, out_w, c, filter_h, filter_w),
+              windows.transpose(0, 2, 3, 1, 4, 5))
+    return col
+
+
+def _fold(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: int,
+          filter_w: int, stride: int, pad: int, out_h: int, out_w: int) -> np.ndarray:
+    """Adjoint of ``_unfold``: scatter-add each row's entries back to their pixels."""
+    n, c, h, w = input_shape
+    cols = col.reshape(n, out_h, out_w, c, filter_h, filter_w)
+    # (N, H+2p, W+2p, C) memory order: each slice added below is then a run over C and OW
+    img = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=col.dtype)
+    h_stop = stride * (out_h - 1) + 1
+    w_stop = stride * (out_w - 1) + 1
+    for i in range(filter_h):
+        for j in range(filter_w):
+            img[:, i:i + h_stop:stride, j:j + w_stop:stride, :] += cols[:, :, :, :, i, j]
+    return img[:, pad:pad + h, pad:pad + w, :].transpose(0, 3, 1, 2)
+
+
+def _check_images(owner: str, arg: str, x: Any) -> np.ndarray:
+    return check_array(owner, arg, x, ndim=4, finite=False)
+
+
+def im2col(input_data: np.ndarray, filter_h: int, filter_w: int, stride: int = 1,
+           pad: int = 0) -> np.ndarray:
+    """Unroll every filter-sized patch of a batch of images into a row.
+
+    col[(n·OH + i)·OW + j, (c·FH + p)·FW + q] = x_pad[n, c, i·stride + p, j·stride + q],
+    with x_pad the input zero-padded by ``pad`` on each side of H and W, and
+    OH = floor((H + 2·pad - FH) / stride) + 1 (OW likewise). The dtype is kept
+    (the book's version always returns float64); the result is a new array.
+
+    Shapes: input_data (N, C, H, W); col (N·OH·OW, C·FH·FW).
+    """
+    owner = "im2col"
+    _check_images(owner, "input_data", input_data)
+    _check_geometry(owner, filter_h, filter_w, stride, pad)
+    n, c, h, w = input_data.shape
+    out_h = _output_size(owner, h, filter_h, stride, pad, "height")
+    out_w = _output_size(owner, w, filter_w, stride, pad, "width")
+    return _unfold(input_data, filter_h, filter_w, stride, pad, out_h, out_w)
+
+
+def col2im(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: int,
+           filter_w: int, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Adjoint of ``im2col``: add each entry of ``col`` back onto the pixel it came from.
+
+    img[n, c, y, x] = Σ col[(n·OH + i)·OW + j, (c·FH + p)·FW + q] over all (i, j, p, q)
+    with i·stride + p - pad = y and j·stride + q - pad = x, so
+    ⟨im2col(x), col⟩ = ⟨x, col2im(col)⟩ for every x and col. Entries that fall in the
+    padding are dropped. The dtype of ``col`` is kept.
+
+    Shapes: col (N·OH·OW, C·FH·FW); input_shape (N, C, H, W); img (N, C, H, W).
+    """
+    owner = "col2im"
+    check_array(owner, "col", col, ndim=2, finite=False)
+    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                       and d >= 1 for d in input_shape)):
+        raise value_error(owner, "input_shape", "4 positive ints (N, C, H, W)", input_shape)
+    _check_geometry(owner, filter_h, filter_w, stride, pad)
+    n, c, h, w = (int(d) for d in input_shape)
+    out_h = _output_size(owner, h, filter_h, stride, pad, "height")
+    out_w = _output_size(owner, w, filter_w, stride, pad, "width")
+    expected = (n * out_h * out_w, c * filter_h * filter_w)
+    if col.shape != expected:
+        raise value_error(owner, "col.shape", f"{expected} (N·OH·OW, C·FH·FW) for this "
+                          "input_shape, filter, stride and pad", f"={col.shape}")
+    return _fold(col, (n, c, h, w), filter_h, filter_w, stride, pad, out_h, out_w)
+
+
+class Convolution(Layer):
+    """2-D convolution (cross-correlation, as in the book and PyTorch) via im2col and GEMM.
+
+    out[n, f, i, j] = b[f] + Σ_{c,p,q} W[f, c, p, q] · x_pad[n, c, i·stride + p, j·stride + q].
+    Forward: out = im2col(x) · W_colᵀ + b with W_col = W.reshape(FN, -1).
+    Backward: db = Σ dout, dW = doutᵀ · im2col(x), dx = col2im(dout · W_col). With
+    ``needs_input_grad = False`` (the first layer of a net) dx is skipped and None returned.
+
+    Shapes: x (N, C, H, W); W (FN, C, FH, FW); b (FN,); out (N, FN, OH, OW) with
+    OH = floor((H + 2·pad - FH) / stride) + 1 (OW likewise).
+    """
+
+    param_names = ("W", "b")
+
+    def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0) -> None:
+        owner = "Convolution"
+        check_array(owner, "W", W, ndim=4)
+        check_array(owner, "b", b, ndim=1)
+        if b.shape[0] != W.shape[0]:
+            raise value_error(owner, "b.shape", f"({W.shape[0]},) to match W.shape[0] (FN)",
+                              f"={b.shape}")
+        check_number(owner, "stride", stride, low=1, integer=True)
+        check_number(owner, "pad", pad, low=0, integer=True)
+        self.W = W
+        self.b = b
+        self.stride = int(stride)
+        self.pad = int(pad)
+        self.needs_input_grad = True
+        self.x_shape: tuple[int, int, int, int] | None = None
+        self.out_hw: tuple[int, int] | None = None
+        self.col: np.ndarray | None = None
+        self.dW: np.ndarray | None = None
+        self.db: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        owner = "Convolution"
+        _check_images(owner, "x", x)
+        fn, c, fh, fw = self.W.shape
+        if x.shape[1] != c:
+            raise value_error(owner, "x.shape", f"(N, {c}, H, W) to match W.shape[1] (C)",
+                              f"={x.shape}")
+        n, _, h, w = x.shape
+        out_h = _output_size(owner, h, fh, self.stride, self.pad, "height")
+        out_w = _output_size(owner, w, fw, self.stride, self.pad, "width")
+        col = _unfold(x, fh, fw, self.stride, self.pad, out_h, out_w)  # (N·OH·OW, C·FH·FW)
+        # a C-ordered copy of the small W_colᵀ: BLAS runs several times slower on the view
+        w_col_t = np.ascontiguousarray(self.W.reshape(fn, -1).T)  # (C·FH·FW, FN)
+        out = col @ w_col_t  # (N·OH·OW, FN)
+        out += self.b
+        self.x_shape = x.shape
+        self.out_hw = (out_h, out_w)
+        self.col = col
+        return out.reshape(n, out_h, out_w, fn).transpose(0, 3, 1, 2)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        if self.col is None:
+            raise RuntimeError("Convolution: backward called before forward.")
+        fn, c, fh, fw = self.W.shape
+        n = self.x_shape[0]
+        out_h, out_w = self.out_hw
+        if dout.shape != (n, fn, out_h, out_w):
+            raise value_error("Convolution", "dout.shape", f"{(n, fn, out_h, out_w)} "
+                              "(the forward output's shape)", f"={dout.shape}")
+        d2 = dout.transpose(0, 2, 3, 1).reshape(-1, fn)  # (N·OH·OW, FN), a view when NHWC
+        # Σ over rows as a GEMV: much faster than a strided axis-0 reduction
+        self.db = np.ones(d2.shape[0], dtype=d2.dtype) @ d2
+        self.dW = (d2.T @ self.col).reshape(fn, c, fh, fw)
+        if not self.needs_input_grad:
+            return None
+        dcol = d2 @ self.W.reshape(fn, -1)  # (N·OH·OW, C·FH·FW)
+        return _fold(dcol, self.x_shape, fh, fw, self.stride, self.pad, out_h, out_w)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"stride": self.stride, "pad": self.pad}
+
+
+POOL_MODES = {"max": "max", "avg": "avg", "average": "avg"}
+
+
+class Pooling(Layer):
+    """Max or average pooling over pool_h × pool_w windows, per channel.
+
+    Max: out[n, c, i, j] = max_{p,q} x_pad[n, c, i·stride + p, j·stride + q]; the gradient
+    goes to the first maximal element of each window in row-major order (as argmax picks
+    it), also under ties. Average: out = mean over the window, dx spreads dout / (ph·pw);
+    padded zeros count in the average (PyTorch's ``count_include_pad=True``).
+
+    Unlike the book's ``Pooling``, max pooling pads with -inf, so padding never wins a
+    window (the book pads with 0, which turns all-negative windows at the border into 0),
+    and the output size accounts for ``pad`` (the book's ignores it). ``stride`` keeps the
+    book's default of 1; ``stride=None`` means the window size. Non-overlapping windows
+    that tile the input (stride = pool_h = pool_w, pad 0) take a reshape-based path with
+    no im2col.
+
+    Shapes: x (N, C, H, W); out (N, C, OH, OW) with OH = floor((H + 2·pad - pool_h) /
+    stride) + 1 (OW likewise).
+    """
+
+    def __init__(self, pool_h: int, pool_w: int, stride: int | None = 1, pad: int = 0, *,
+                 mode: str = "max") -> None:
+        owner = "Pooling"
+        check_number(owner, "pool_h", pool_h, low=1, integer=True)
+        check_number(owner, "pool_w", pool_w, low=1, integer=True)
+        if stride is None:
+            if pool_h != pool_w:
+                raise value_error(owner, "stride", "an int when pool_h != pool_w", stride,
+                                  "None (the window size) needs pool_h == pool_w.")
+            stride = pool_h
+        _check_geometry(owner, pool_h, pool_w, stride, pad, ("pool_h", "pool_w"))
+        if not isinstance(mode, str):
+            raise type_error(owner, "mode", "a str", mode)
+        self.mode = POOL_MODES[check_choice(owner, "mode", mode.lower(), POOL_MODES)]
+        self.pool_h = int(pool_h)
+        self.pool_w = int(pool_w)
+        self.stride = int(stride)
+        self.pad = int(pad)
+        self.x: np.ndarray | None = None
+        self.out: np.ndarray | None = None
+        self.arg_max: np.ndarray | None = None
+        self.tiled = False
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        owner = "Pooling"
+        _check_images(owner, "x", x)
+        ph, pw, s = self.pool_h, self.pool_w, self.stride
+        n, c, h, w = x.shape
+        out_h = _output_size(owner, h, ph, s, self.pad, "height")
+        out_w = _output_size(owner, w, pw, s, self.pad, "width")
+        self.x = x
+        self.tiled = self.pad == 0 and s == ph == pw and h % ph == 0 and w % pw == 0
+        if self.tiled:
+            self.out = self._tiled_forward(x, out_h, out_w)
+            return self.out
+        col = _unfold(x, ph, pw, s, self.pad, out_h, out_w,
+                      fill=_pad_value(x.dtype, self.mode == "max"))
+        col = col.reshape(-1, ph * pw)  # rows (n, oh, ow, c)
+        if self.mode == "max":
+            self.arg_max = col.argmax(axis=1)
+            out = np.take_along_axis(col, self.arg_max[:, None], axis=1)
+        else:
+            out = col.mean(axis=1)
+        self.out = out
+        return out.reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.x is None:
+            raise RuntimeError("Pooling: backward called before forward.")
+        ph, pw, s = self.pool_h, self.pool_w, self.stride
+        n, c, h, w = self.x.shape
+        out_h = _output_size("Pooling", h, ph, s, self.pad, "height")
+        out_w = _output_size("Pooling", w, pw, s, self.pad, "width")
+        if dout.shape != (n, c, out_h, out_w):
+            raise value_error("Pooling", "dout.shape", f"{(n, c, out_h, out_w)} "
+                              "(the forward output's shape)", f"={dout.shape}")
+        if self.tiled:
+            return self._tiled_backward(dout)
+        size = ph * pw
+        d1 = dout.transpose(0, 2, 3, 1).reshape(-1)  # (N·OH·OW·C,), row order of col
+        if self.mode == "max":
+            dcol = np.zeros((d1.shape[0], size), dtype=dout.dtype)
+            np.put_along_axis(dcol, self.arg_max[:, None], d1[:, None], axis=1)
+        else:
+            dcol = np.empty((d1.shape[0], size), dtype=dout.dtype)
+            dcol[...] = (d1 * dout.dtype.type(1 / size))[:, None]
+        return _fold(dcol.reshape(n * out_h * out_w, c * size), self.x.shape, ph, pw, s,
+                     self.pad, out_h, out_w)
+
+    def _tiled_forward(self, x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+        n, c = x.shape[:2]
+        ph, pw = self.pool_h, self.pool_w
+        windows = x.reshape(n, c, out_h, ph, out_w, pw)  # splitting axes: always a view
+        # one element-wise pass per window offset is several times faster than
+        # windows.max(axis=(3, 5)), whose reduction walks the short window axes innermost
+        combine = np.maximum if self.mode == "max" else np.add
+        out = windows[:, :, :, 0, :, 0].copy(order="K")  # x's memory order, for speed
+        for p in range(ph):
+            for q in range(pw):
+                if p or q:
+                    combine(out, windows[:, :, :, p, :, q], out=out)
+        if self.mode == "avg":
+            out *= out.dtype.type(1 / (ph * pw))
+        return out
+
+    def _tiled_backward(self, dout: np.ndarray) -> np.ndarray:
+        n, c, oh, ow = dout.shape
+        ph, pw = self.pool_h, self.pool_w
+        dx = np.empty_like(self.x, dtype=dout.dtype)  # same memory order as x
+        dx6 = dx.reshape(n, c, oh, ph, ow, pw)
+        if self.mode == "avg":
+            dx6[...] = (dout * dout.dtype.type(1 / (ph * pw)))[:, :, :, None, :, None]
+            return dx
+        x6 = self.x.reshape(n, c, oh, ph, ow, pw)
+        if dout.strides != self.out.strides:
+            # one reordering copy so every pass below runs over matching memory orders
+            reordered = np.empty_like(self.out, dtype=dout.dtype)
+            reordered[...] = dout
+            dout = reordered
+        hit = np.empty_like(self.out, dtype=bool)
+        taken = np.zeros_like(self.out, dtype=bool)
+        # row-major scan; an element gets dout only if no earlier one in its window matched,
+        # which is argmax's choice under ties
+        for p in range(ph):
+            for q in range(pw):
+                np.equal(x6[:, :, :, p, :, q], self.out, out=hit)
+                np.greater(hit, taken, out=hit)  # hit and not taken
+                taken |= hit
+                np.multiply(dout, hit, out=dx6[:, :, :, p, :, q])
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {"pool_h": self.pool_h, "pool_w": self.pool_w, "stride": self.stride,
+                "pad": self.pad, "mode": self.mode}
