@@ -13,10 +13,14 @@ import sys
 
 from groundup import __version__
 
-COMMAND_MODULES = ("groundup.cli.data_cmd",)
+COMMAND_MODULES = ("groundup.cli.train_cmd", "groundup.cli.data_cmd")
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # '--epoch' must not silently mean '--epochs'
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
