@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from groundup.conv import Convolution, Pooling
 
+from groundup.conv import Convolution, Pooling
 from groundup.layers import (
     Affine,
     BatchNormalization,

@@ -48,6 +48,8 @@ def _check_geometry(owner: str, filter_h: Any, filter_w: Any, stride: Any, pad: 
 def _pad_value(dtype: np.dtype, lowest: bool) -> Any:
     if not lowest:
         return 0
+    if dtype.kind == "b":
+        return False
     return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
 
 
@@ -264,6 +266,8 @@ class Pooling(Layer):
         n, c, h, w = x.shape
         out_h = _output_size(owner, h, ph, s, self.pad, "height")
         out_w = _output_size(owner, w, pw, s, self.pad, "width")
+        if self.mode == "avg" and x.dtype.kind != "f":
+            x = x.astype(np.float64)  # a mean of integers is not an integer
         self.x = x
         self.tiled = self.pad == 0 and s == ph == pw and h % ph == 0 and w % pw == 0
         if self.tiled:
