@@ -84,6 +84,8 @@ class Optimizer:
     _n_work: ClassVar[int] = 1
     _coupled_decay: ClassVar[bool] = True
     _strict_dtypes: ClassVar[bool] = True
+    # Memory-bound rules (a few passes per element) run slower split over threads.
+    _threaded: ClassVar[bool] = True
 
     def __init__(self, lr: float, *, weight_decay: float = 0.0, decay: float = 0.0) -> None:
         owner = type(self).__name__
@@ -228,7 +230,7 @@ class Optimizer:
     def _run(self, items: list, c: tuple[float, ...]) -> None:
         n_threads = get_num_threads()
         total = sum(p.size for p, _, _ in items)
-        if n_threads == 1 or total < n_threads * _MIN_PIECE:
+        if n_threads == 1 or not self._threaded or total < n_threads * _MIN_PIECE:
             shards: list[list[tuple]] = [items]
         else:
             shards = [[] for _ in range(n_threads)]
@@ -294,6 +296,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    _threaded = False
 
     def __init__(self, lr: float = 1e-3, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, decay: float = 0.0) -> None:

@@ -62,6 +62,7 @@ class SGD(_BookOptimizer):
     """``W = W - lr * dW``. Default lr=0.01."""
 
     name = "sgd"
+    _threaded = False
 
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
@@ -76,6 +77,7 @@ class Momentum(_BookOptimizer):
     """``v = momentum * v - lr * dW;  W = W + v``. Defaults lr=0.01, momentum=0.9."""
 
     name = "momentum"
+    _threaded = False
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
