@@ -338,11 +338,12 @@ class Momentum(SGD):
     """
 
     name = "momentum"
+    uses_nesterov = False
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
                  decay: float = 0.0) -> None:
-        super().__init__(lr, momentum=momentum, nesterov=False, weight_decay=weight_decay,
-                         decay=decay)
+        super().__init__(lr, momentum=momentum, nesterov=self.uses_nesterov,
+                         weight_decay=weight_decay, decay=decay)
 
     def _hyperparameters(self) -> dict[str, Any]:
         config = super()._hyperparameters()
@@ -350,23 +351,14 @@ class Momentum(SGD):
         return config
 
 
-class Nesterov(SGD):
+class Nesterov(Momentum):
     """Nesterov momentum: ``SGD(momentum=0.9, nesterov=True)`` with lr=0.01 by default.
 
     ``buf = momentum * buf + g;  p = p - lr * (g + momentum * buf)``.
     """
 
     name = "nesterov"
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
-                 decay: float = 0.0) -> None:
-        super().__init__(lr, momentum=momentum, nesterov=True, weight_decay=weight_decay,
-                         decay=decay)
-
-    def _hyperparameters(self) -> dict[str, Any]:
-        config = super()._hyperparameters()
-        del config["nesterov"]
-        return config
+    uses_nesterov = True
 
 
 class AdaGrad(Optimizer):
