@@ -27,6 +27,7 @@ from groundup._checks import (
     type_error,
     value_error,
 )
+from groundup.io import model_arrays
 from groundup.models import GlobalRNG, make_rng
 
 SAMPLINGS = ("epoch", "replacement")
@@ -129,7 +130,7 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_arrays = {k: v.copy() for k, v in trainer.model_arrays().items()}
+                self.best_arrays = {k: v.copy() for k, v in model_arrays(trainer.model).items()}
             return
         self.wait += 1
         if self.wait > self.patience:
@@ -141,7 +142,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.restore_best_weights and self.best_arrays is not None:
-            for key, array in trainer.model_arrays().items():
+            for key, array in model_arrays(trainer.model).items():
                 array[...] = self.best_arrays[key]
 
 
@@ -170,11 +171,6 @@ class Trainer:
         self.stop_training = False
         self.stop_reason: str | None = None
         self.epoch = 0
-
-    def model_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
-        arrays.update({f"state/{k}": v for k, v in getattr(self.model, "state", {}).items()})
-        return arrays
 
     def _check_xy(self, x: Any, t: Any, name: str) -> np.ndarray:
         check_array("Trainer", f"x_{name}", x)
@@ -250,7 +246,7 @@ class Trainer:
             for epoch in range(initial_epoch, epochs):
                 self.epoch = epoch
                 losses = self._run_epoch(x, t, epoch, batch_size, sampling, shuffle)
-                if self.stop_training and self.stop_reason and "non-finite" in self.stop_reason:
+                if self.stop_training:  # stopped mid-epoch by a batch callback
                     break
                 logs = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
                 for name, (xs, ts) in sets.items():
@@ -310,11 +306,6 @@ class BookTrainer:
                  evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True) -> None:
         from groundup.book import optimizers as book_optimizers
 
-        names = {"sgd": book_optimizers.SGD, "momentum": book_optimizers.Momentum,
-                 "nesterov": book_optimizers.Nesterov, "adagrad": book_optimizers.AdaGrad,
-                 "rmsprop": book_optimizers.RMSprop, "rmsprpo": book_optimizers.RMSprop,
-                 "adam": book_optimizers.Adam}
-        key = check_choice("Trainer", "optimizer", str(optimizer).lower(), names)
         self.network = network
         self.x_train, self.t_train = x_train, t_train
         self.x_test, self.t_test = x_test, t_test
@@ -322,7 +313,7 @@ class BookTrainer:
         self.batch_size = mini_batch_size
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.verbose = verbose
-        self.optimizer = names[key](**(optimizer_param or {"lr": 0.01}))
+        self.optimizer = book_optimizers.get(optimizer, **(optimizer_param or {"lr": 0.01}))
         self.engine = Trainer(network, self.optimizer, rng=GlobalRNG(), verbose=verbose)
         self.train_loss_list: list[float] = []
         self.train_acc_list: list[float] = []
