@@ -69,3 +69,238 @@ def test_train_npz_missing_keys(tmp_path, capsys):
     np.savez(path, x_train=np.zeros((4, 784)))
     assert main(["train", "--dataset", str(path), "--out", str(tmp_path / "r")]) == 2
     assert "'t_train' is missing" in capsys.readouterr().err
+
+
+# -- resume, Ctrl-C, config files ---------------------------------------------------------
+
+SMALL = ["--dataset", "mnist-sample", "--hidden", "64,32", "--dropout", "0.1", "--batchnorm",
+         "--seed", "5"]
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _start(out, epochs):
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "groundup", "train", *SMALL, "--epochs", str(epochs),
+         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epoch(proc, out, epoch, timeout=120.0):
+    import time
+
+    state = out / "checkpoint" / "state.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended early: {proc.communicate()[1]}")
+        try:
+            if json.loads(state.read_text())["epoch"] >= epoch:
+                return
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.02)
+    proc.kill()
+    proc.communicate()
+    pytest.fail("no checkpoint appeared in time")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert main(["train", *SMALL, "--epochs", "8", "--out", str(out)]) == 0
+    return out
+
+
+def test_sigkill_mid_run_then_resume_gives_identical_parameters(tmp_path, uninterrupted):
+    import signal
+
+    out = tmp_path / "run"
+    proc = _start(out, 8)
+    _wait_for_epoch(proc, out, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert 2 <= state["epoch"] < 8 and not (out / "model.npz").exists()
+    assert main(["train", "--resume", str(out)]) == 0
+    ref, got = _arrays(uninterrupted / "model.npz"), _arrays(out / "model.npz")
+    assert ref.keys() == got.keys()
+    for key in ref:
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+    assert (json.loads((out / "history.json").read_text())
+            == json.loads((uninterrupted / "history.json").read_text()))
+
+
+def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path, uninterrupted):
+    import signal
+
+    out = tmp_path / "run"
+    proc = _start(out, 8)
+    _wait_for_epoch(proc, out, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("groundup train: interrupted; the checkpoint in")
+    assert last.endswith(f"Resume with: groundup train --resume {out}")
+    assert "Traceback" not in err
+    assert main(["train", "--resume", str(out)]) == 0
+    ref, got = _arrays(uninterrupted / "model.npz"), _arrays(out / "model.npz")
+    for key in ref:
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+
+
+def test_resume_with_a_different_setting_exits_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--lr must be None as in the run being resumed" in err[0]
+    assert main(["train", "--resume", str(out), "--hidden", "10"]) == 2
+    assert "--hidden must be '64,32'" in capsys.readouterr().err
+    # the same value as saved is fine, and so is a longer run
+    assert main(["train", "--resume", str(out), "--seed", "5", "--epochs", "2"]) == 0
+    assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize(("make_dir", "match"), [
+    (lambda p: p / "missing", "no run directory"),
+    (lambda p: p, "is not a run directory: config.json is missing"),
+])
+def test_resume_from_a_non_run_exits_2(tmp_path, capsys, make_dir, match):
+    assert main(["train", "--resume", str(make_dir(tmp_path))]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_train_refuses_to_overwrite_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(out)]) == 0
+    before = (out / "model.npz").read_bytes()
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(out)]) == 2
+    assert f"continue it with --resume {out}" in capsys.readouterr().err
+    assert (out / "model.npz").read_bytes() == before
+
+
+def test_config_file_sets_values_and_flags_override_it(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('dataset = "mnist-sample"\nhidden = [24]\nbatch-size = 50\nepochs = 3\n'
+                   'optimizer = "sgd"\nlr = 0.1\nseed = 2\n'
+                   '[optimizer_args]\nmomentum = 0.9\n'
+                   '[schedule]\nname = "step"\nstep_size = 1\ngamma = 0.5\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--epochs", "2", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["epochs"], config["batch_size"], config["hidden"]) == (2, 50, "24")
+    assert config["optimizer_config"]["momentum"] == 0.9
+    history = json.loads((out / "history.json").read_text())
+    assert history["lr"] == [0.1, 0.05]
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("epochz = 3\n", "got --config key='epochz'. did you mean 'epochs'"),
+    ("epochs = \n", "--config must be a valid TOML file"),
+    ("schedule = 3\n", "--config schedule must be a table"),
+    ("epochs = -2\n", "--epochs must be in"),
+])
+def test_bad_config_file_exits_2(tmp_path, capsys, text, match):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(text)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert match in err[-1]
+
+
+def test_diverging_run_stops_with_exit_1_and_keeps_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tmp_path / "explode.toml"  # the lr jumps by 1e32 after the first epoch
+    cfg.write_text('optimizer = "sgd"\nlr = 0.01\n[schedule]\nname = "step"\nstep_size = 1\n'
+                   'gamma = 1e32\n')
+    code = main(["train", "--dataset", "mnist-sample", "--hidden", "50", "--config", str(cfg),
+                 "--epochs", "3", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "non-finite loss (nan) at epoch 2, step" in err
+    assert f"the checkpoint in {out / 'checkpoint'} is at the end of epoch 1" in err
+    assert json.loads((out / "history.json").read_text())["epoch"] == [1]
+    assert (out / "model.npz").is_file()
+    model = io.load(out / "model.npz")
+    assert all(np.isfinite(v).all() for v in model.params.values())
+
+
+# -- evaluate and predict -------------------------------------------------------------------
+
+def test_evaluate_reports_the_runs_test_accuracy(uninterrupted, capsys):
+    assert main(["evaluate", str(uninterrupted), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    history = json.loads((uninterrupted / "history.json").read_text())
+    assert result["accuracy"] == history["test_accuracy"][-1]
+    assert result["n"] == 1000 and sum(map(sum, result["confusion"])) == 1000
+    assert main(["evaluate", str(uninterrupted), "--split", "val", "--json"]) == 0
+    assert (json.loads(capsys.readouterr().out)["accuracy"]
+            == history["val_accuracy"][-1])
+    assert main(["evaluate", str(uninterrupted)]) == 0
+    assert "mnist-sample test: accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["--split", "tset"], "did you mean 'test'"),
+    (["--model-file", "nope.npz"], "no model file nope.npz"),
+])
+def test_evaluate_bad_input_exits_2(uninterrupted, capsys, argv, match):
+    assert main(["evaluate", str(uninterrupted), *argv]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_predict_npz_and_png(uninterrupted, tmp_path, capsys):
+    from PIL import Image
+
+    from groundup.data import load_mnist_sample
+
+    (_, _), (x, t) = load_mnist_sample(normalize=False, flatten=False)
+    np.savez(tmp_path / "x.npz", x=x[:20])
+    assert main(["predict", str(uninterrupted), str(tmp_path / "x.npz"), "--top", "2"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "index,label,probability,label2,probability2"
+    labels = np.array([int(r.split(",")[1]) for r in rows[1:]])
+    model = io.load(uninterrupted / "model.npz")
+    expected = model.predict(x[:20].reshape(20, -1).astype(np.float32) / 255).argmax(axis=1)
+    np.testing.assert_array_equal(labels, expected)
+    assert np.mean(labels == t[:20]) >= 0.8
+    # a dark-on-light, 5x larger picture of a confidently recognized digit
+    probs = [float(r.split(",")[2]) for r in rows[1:]]
+    i = int(np.argmax(np.where(labels == t[:20], probs, 0)))
+    Image.fromarray(255 - x[i, 0]).resize((140, 140)).save(tmp_path / "digit.png")
+    assert main(["predict", str(uninterrupted), str(tmp_path / "digit.png")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split(",")[1] == str(t[i])
+
+
+@pytest.mark.parametrize(("make_input", "extra", "match"), [
+    (lambda p: p / "none.npz", [], "no such file"),
+    (lambda p: _write(p / "notes.txt", b"hello"), [], "INPUT must be an .npz or image file"),
+    (lambda p: _write(p / "bad.png", b"not a png"), [], "INPUT must be a readable image file"),
+    (lambda p: _npz(p / "w.npz", a=np.zeros((2, 10)), b=np.zeros(3)), [],
+     "an .npz with an array named 'x'"),
+    (lambda p: _npz(p / "s.npz", x=np.zeros((2, 10))), [], "INPUT must be samples of 784"),
+    (lambda p: _npz(p / "k.npz", x=np.zeros((1, 784))), ["--top", "11"], "--top must be in"),
+])
+def test_predict_bad_input_exits_2(uninterrupted, tmp_path, capsys, make_input, extra, match):
+    assert main(["predict", str(uninterrupted), str(make_input(tmp_path)), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path

@@ -12,12 +12,17 @@ Metrics recorded per epoch in ``History`` (DESIGN §9):
 from __future__ import annotations
 
 import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from groundup import checkpoint
 from groundup._checks import (
     check_array,
     check_choice,
@@ -27,8 +32,25 @@ from groundup._checks import (
     type_error,
     value_error,
 )
-from groundup.io import model_arrays
+from groundup.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    JSONLogger,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
+from groundup.io import set_model_arrays
 from groundup.models import GlobalRNG, make_rng
+
+__all__ = [
+    "History", "Trainer", "BookTrainer", "Callback", "CSVLogger", "EarlyStopping",
+    "JSONLogger", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar",
+    "ReduceLROnPlateau", "TerminateOnNaN",
+]
 
 SAMPLINGS = ("epoch", "replacement")
 
@@ -61,91 +83,6 @@ class History:
         return len(self.data.get("epoch", []))
 
 
-class Callback:
-    """Hooks called by ``Trainer.fit``; set ``trainer.stop_training = True`` to stop."""
-
-    def on_train_begin(self, trainer: Trainer) -> None: ...
-
-    def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: float) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None: ...
-
-    def on_train_end(self, trainer: Trainer) -> None: ...
-
-
-class TerminateOnNaN(Callback):
-    """Stop as soon as a mini-batch loss is NaN or infinite.
-
-    The trainer checks the loss *before* the optimizer step, so the parameters stay those
-    of the last good step.
-    """
-
-    def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: float) -> None:
-        if not math.isfinite(loss):
-            trainer.stop_training = True
-            trainer.stop_reason = (f"non-finite loss ({loss}) at epoch {epoch + 1}, "
-                                   f"step {step + 1}; parameters are those of the last finite "
-                                   "step. Lower the learning rate?")
-
-
-def _mode_for(monitor: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    return "max" if "acc" in monitor else "min"
-
-
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs (Keras semantics). With ``restore_best_weights`` the model ends with the
-    parameters and batch-norm statistics of its best epoch.
-    """
-
-    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best_weights: bool = False) -> None:
-        if not isinstance(monitor, str):
-            raise type_error("EarlyStopping", "monitor", "a metric name", monitor)
-        self.monitor = monitor
-        self.patience = check_number("EarlyStopping", "patience", patience, low=0, integer=True)
-        self.min_delta = abs(check_number("EarlyStopping", "min_delta", min_delta))
-        self.mode = check_choice("EarlyStopping", "mode", mode, ("auto", "min", "max"))
-        self.restore_best_weights = bool(restore_best_weights)
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        self.best = math.inf if _mode_for(self.monitor, self.mode) == "min" else -math.inf
-        self.best_epoch: int | None = None
-        self.best_arrays: dict[str, np.ndarray] | None = None
-        self.wait = 0
-        self.stopped_epoch: int | None = None
-
-    def _improved(self, value: float) -> bool:
-        if _mode_for(self.monitor, self.mode) == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
-        if self.monitor not in logs:
-            raise value_error("EarlyStopping", "monitor", "a recorded metric", self.monitor,
-                              suggest(self.monitor, logs))
-        value = logs[self.monitor]
-        if self._improved(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                self.best_arrays = {k: v.copy() for k, v in model_arrays(trainer.model).items()}
-            return
-        self.wait += 1
-        if self.wait > self.patience:
-            trainer.stop_training = True
-            self.stopped_epoch = epoch
-            trainer.stop_reason = (f"early stopping: {self.monitor} did not improve for "
-                                   f"{self.wait} epochs (best {self.best:.4f} at epoch "
-                                   f"{self.best_epoch + 1})")
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        if self.restore_best_weights and self.best_arrays is not None:
-            for key, array in model_arrays(trainer.model).items():
-                array[...] = self.best_arrays[key]
-
-
 class Trainer:
     """Mini-batch training of a model (DESIGN §3 contract) with an optimizer.
 
@@ -154,7 +91,10 @@ class Trainer:
         optimizer: has ``update(params, grads)`` and an ``lr`` attribute.
         callbacks: extra ``Callback`` objects; ``TerminateOnNaN`` is always first.
         rng: a Generator or seed for shuffling; ``GlobalRNG()`` for the book's behaviour.
-        verbose: print one line per epoch to stderr.
+        verbose: report progress on stderr (a :class:`ProgressBar` unless one is given).
+
+    During ``fit``, ``epoch``, ``step`` (completed updates in this epoch), ``global_step``,
+    ``epochs`` and ``steps_per_epoch`` describe where training is.
     """
 
     def __init__(self, model: Any, optimizer: Any, *, callbacks: Iterable[Callback] = (),
@@ -165,17 +105,30 @@ class Trainer:
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise type_error("Trainer", "callbacks", "Callback instances", cb)
+        if verbose and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
+            self.callbacks.append(ProgressBar())
         self.rng = make_rng(rng)
         self.verbose = verbose
         self.history = History()
         self.stop_training = False
         self.stop_reason: str | None = None
-        self.epoch = 0
+        self.diverged = False
+        self.epoch = self.step = self.global_step = 0
+        self.epochs = self.steps_per_epoch = 0
+        self.checkpoint_path: Path | None = None
+        self._resume: checkpoint.Checkpoint | None = None
+        self._interrupted = False
 
     def _check_xy(self, x: Any, t: Any, name: str) -> np.ndarray:
         check_array("Trainer", f"x_{name}", x)
         if len(x) == 0:
             raise value_error("Trainer", f"x_{name}", "non-empty", "=0 samples")
+        expected = getattr(self.model, "input_shape", None)
+        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+            shape = ", ".join(map(str, expected))
+            raise value_error("Trainer", f"x_{name}", f"of shape (N, {shape}) to match the "
+                              "model's input", f"={x.shape}",
+                              "flatten images for dense models, keep (N, C, H, W) for conv.")
         classes = int(np.prod(getattr(self.model, "output_shape", (t.shape[-1],))))
         return check_labels("Trainer", t, x.shape[0], classes)
 
@@ -193,29 +146,108 @@ class Trainer:
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         return self.model.predict(x, train_flg=False, batch_size=batch_size)
 
-    def _batches(self, n: int, batch_size: int, sampling: str, shuffle: bool):
-        steps = max(math.ceil(n / batch_size), 1)
-        if sampling == "replacement":
-            for _ in range(steps):
-                yield self.rng.choice(n, batch_size)
-            return
-        order = self.rng.permutation(n) if shuffle else np.arange(n)
-        for i in range(steps):
-            yield order[i * batch_size:(i + 1) * batch_size]
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        gens = {"rng": self.rng}
+        model_rng = getattr(self.model, "rng", None)
+        if isinstance(model_rng, np.random.Generator) and model_rng is not self.rng:
+            gens["model_rng"] = model_rng
+        if not all(isinstance(g, np.random.Generator) for g in gens.values()):
+            raise RuntimeError("Trainer: checkpoints need a numpy.random.Generator as rng "
+                               "(the book's global np.random state cannot be saved); pass "
+                               "rng=<seed>.")
+        return gens
+
+    def _stateful(self) -> list[Callback]:
+        """Callbacks whose state a checkpoint keeps (those with a non-empty state_dict)."""
+        return [cb for cb in self.callbacks if cb.state_dict()]
+
+    def save_checkpoint(self, directory: str | os.PathLike, *, losses: list[float] | None = None,
+                        epoch_rng: dict[str, Any] | None = None) -> Path:
+        """Write model, optimizer, RNG, history and callback state to ``directory``."""
+        arrays: dict[str, np.ndarray] = {}
+        cb_states = []
+        for i, cb in enumerate(self._stateful()):
+            plain = {}
+            for key, value in cb.state_dict().items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{i}/{key}"] = value
+                else:
+                    plain[key] = value
+            cb_states.append({"class": type(cb).__name__, "state": plain})
+        state = {
+            "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+            "epoch_losses": list(losses or []), "epochs": self.epochs,
+            "rng": {k: g.bit_generator.state for k, g in self._generators().items()},
+            "epoch_rng": epoch_rng, "history": self.history.to_dict(),
+            "stopped": self.stop_training, "stop_reason": self.stop_reason,
+            "callbacks": cb_states,
+        }
+        return checkpoint.save(directory, model=self.model, optimizer=self.optimizer,
+                               arrays=arrays, state=state)
+
+    def load_checkpoint(self, directory: str | os.PathLike) -> checkpoint.Checkpoint:
+        """Restore a checkpoint now; the next ``fit`` continues from it exactly."""
+        ckpt = checkpoint.load(directory)
+        saved = [c["class"] for c in ckpt.state["callbacks"]]
+        mine = [type(cb).__name__ for cb in self._stateful()]
+        if saved != mine:
+            raise value_error("Trainer", "callbacks", f"with state: the checkpoint's {saved}",
+                              f"={mine}", f"checkpoint: {ckpt.path}")
+        set_model_arrays(self.model, ckpt.model, str(ckpt.path / "model.npz"))
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        gens = self._generators()
+        if set(gens) != set(ckpt.state["rng"]):
+            raise value_error("Trainer", "rng", "the checkpoint's generators "
+                              f"{sorted(ckpt.state['rng'])}", f"={sorted(gens)}",
+                              f"checkpoint: {ckpt.path}")
+        for key, gen in gens.items():
+            gen.bit_generator.state = ckpt.state["rng"][key]
+        self.history = History()
+        self.history.data = {k: list(v) for k, v in ckpt.state["history"].items()}
+        self.epoch, self.step = int(ckpt.state["epoch"]), int(ckpt.state["step"])
+        self.global_step = int(ckpt.state["global_step"])
+        self._resume = ckpt
+        return ckpt
+
+    def _restore_callbacks(self, ckpt: checkpoint.Checkpoint) -> None:
+        stateful = self._stateful()
+        for i, (cb, saved) in enumerate(zip(stateful, ckpt.state["callbacks"], strict=True)):
+            state = dict(saved["state"])
+            prefix = f"{i}/"
+            state.update({k[len(prefix):]: v for k, v in ckpt.arrays.items()
+                          if k.startswith(prefix)})
+            if state:
+                cb.load_state_dict(state)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._interrupted:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._interrupted = True
+
+    # -- training ----------------------------------------------------------------------
 
     def fit(self, x: np.ndarray, t: np.ndarray, *, epochs: int, batch_size: int = 100,
             validation: tuple[np.ndarray, np.ndarray] | None = None,
             validation_split: float | None = None,
             test: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
             sampling: str = "epoch", eval_sample_num: int | None = None,
-            initial_epoch: int = 0) -> History:
-        """Train for ``epochs`` epochs; returns the ``History``.
+            initial_epoch: int = 0, checkpoint_dir: str | os.PathLike | None = None,
+            resume: bool = False) -> History:
+        """Train until epoch ``epochs``; returns the ``History``.
 
         ``sampling='epoch'`` visits every sample once per epoch (shuffled unless
         ``shuffle=False``); ``'replacement'`` draws ceil(N / batch_size) batches with
         replacement, the book's ``np.random.choice`` way. ``validation_split`` holds out
         the last fraction of ``x`` (Keras semantics; use ``groundup.data.train_val_split``
         for a stratified split).
+
+        With ``checkpoint_dir`` a checkpoint is written at the end of every epoch, and
+        Ctrl-C (SIGINT) finishes the current update, writes a checkpoint of that exact
+        point and then raises ``KeyboardInterrupt``. ``resume=True`` (or an earlier
+        ``load_checkpoint``) continues from the checkpoint: the final parameters equal
+        those of an uninterrupted run with the same seed.
         """
         check_number("Trainer.fit", "epochs", epochs, low=0, integer=True)
         check_number("Trainer.fit", "batch_size", batch_size, low=1, integer=True)
@@ -236,16 +268,48 @@ class Trainer:
         if test is not None:
             self._check_xy(*test, "test")
             sets["test"] = test
-        self.stop_training, self.stop_reason = False, None
+        if resume and self._resume is None:
+            if checkpoint_dir is None:
+                raise value_error("Trainer.fit", "checkpoint_dir", "a directory with resume=True",
+                                  None)
+            self.load_checkpoint(checkpoint_dir)
+        self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir)
+        if checkpoint_dir is not None:
+            self._generators()  # fail now, not after the first epoch
+        self.epochs = int(epochs)
+        self.steps_per_epoch = max(math.ceil(len(x) / batch_size), 1)
+        resumed, self._resume = self._resume, None
+        self.stop_training, self.stop_reason, self.diverged = False, None, False
+        start_epoch, epoch_losses, epoch_rng = initial_epoch, [], None
+        if resumed is None:
+            self.step = 0
+            self.global_step = initial_epoch * self.steps_per_epoch
+        else:
+            start_epoch = self.epoch
+            epoch_losses = list(resumed.state["epoch_losses"])
+            epoch_rng = resumed.state["epoch_rng"]
+            self.stop_training = bool(resumed.state["stopped"])
+            self.stop_reason = resumed.state["stop_reason"]
         saved_check = getattr(self.model, "check_finite", None)
         if saved_check is not None:
             self.model.check_finite = False  # validated once above, not per batch
+        handler_installed = False
+        if checkpoint_dir is not None and threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+            handler_installed = True
+        self._interrupted = False
         try:
             for cb in self.callbacks:
                 cb.on_train_begin(self)
-            for epoch in range(initial_epoch, epochs):
+            if resumed is not None:
+                self._restore_callbacks(resumed)
+            for epoch in range(start_epoch, epochs):
+                if self.stop_training:
+                    break
                 self.epoch = epoch
-                losses = self._run_epoch(x, t, epoch, batch_size, sampling, shuffle)
+                losses = self._run_epoch(x, t, epoch, batch_size, sampling, shuffle,
+                                         epoch_losses, epoch_rng)
+                epoch_losses, epoch_rng = [], None
                 if self.stop_training:  # stopped mid-epoch by a batch callback
                     break
                 logs = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
@@ -258,27 +322,54 @@ class Trainer:
                     logs[f"{name}_accuracy"] = metrics["accuracy"]
                 logs["lr"] = float(self.optimizer.lr)
                 self.history.append(logs)
-                if self.verbose:
-                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in logs.items()), file=sys.stderr)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, logs)
-                if self.stop_training:
-                    break
+                self.epoch, self.step = epoch + 1, 0
+                if checkpoint_dir is not None:
+                    self.save_checkpoint(checkpoint_dir)
+                if self._interrupted:
+                    raise KeyboardInterrupt
             for cb in self.callbacks:
                 cb.on_train_end(self)
         finally:
             if saved_check is not None:
                 self.model.check_finite = saved_check
+            if handler_installed:
+                signal.signal(signal.SIGINT, previous_handler)
         if self.stop_reason and self.verbose:
             print(self.stop_reason, file=sys.stderr)
         return self.history
 
     def _run_epoch(self, x: np.ndarray, t: np.ndarray, epoch: int, batch_size: int,
-                   sampling: str, shuffle: bool) -> list[float]:
-        losses = []
-        for step, idx in enumerate(self._batches(len(x), batch_size, sampling, shuffle)):
-            grads = self.model.gradient(x[idx], t[idx])
+                   sampling: str, shuffle: bool, losses: list[float],
+                   epoch_rng: dict[str, Any] | None) -> list[float]:
+        n, start = len(x), self.step
+        if sampling == "replacement":
+            order = None
+        elif not shuffle:
+            order = np.arange(n)
+        else:
+            if start and epoch_rng is not None:  # resuming mid-epoch: draw the same order
+                current = self.rng.bit_generator.state
+                self.rng.bit_generator.state = epoch_rng
+            if isinstance(self.rng, np.random.Generator):
+                epoch_rng = self.rng.bit_generator.state
+            order = self.rng.permutation(n)
+            if start and epoch_rng is not None:
+                self.rng.bit_generator.state = current
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self, epoch)
+        for step in range(start, self.steps_per_epoch):
+            self.step = step
+            for cb in self.callbacks:
+                cb.on_batch_begin(self, epoch, step)
+            if order is None:
+                idx = self.rng.choice(n, batch_size)
+            else:
+                idx = order[step * batch_size:(step + 1) * batch_size]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                # a diverging run is reported once, by TerminateOnNaN, not as warnings
+                grads = self.model.gradient(x[idx], t[idx])
             loss = float(self.model.last_loss)
             for cb in self.callbacks:
                 cb.on_batch_end(self, epoch, step, loss)
@@ -286,6 +377,11 @@ class Trainer:
                 break
             self.optimizer.update(self.model.params, grads)
             losses.append(loss)
+            self.step, self.global_step = step + 1, self.global_step + 1
+            if self._interrupted and self.checkpoint_path is not None:
+                if self.step < self.steps_per_epoch:
+                    self.save_checkpoint(self.checkpoint_path, losses=losses, epoch_rng=epoch_rng)
+                    raise KeyboardInterrupt
         return losses
 
 

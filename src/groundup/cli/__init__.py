@@ -13,7 +13,14 @@ import sys
 
 from groundup import __version__
 
-COMMAND_MODULES = ("groundup.cli.train_cmd", "groundup.cli.data_cmd")
+COMMAND_MODULES = (
+    "groundup.cli.train_cmd",
+    "groundup.cli.evaluate_cmd",
+    "groundup.cli.predict_cmd",
+    "groundup.cli.experiment_cmd",
+    "groundup.cli.search_cmd",
+    "groundup.cli.data_cmd",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

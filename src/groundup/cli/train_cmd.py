@@ -1,65 +1,118 @@
 """``groundup train``: train a model on MNIST, Fashion-MNIST, the bundled sample or a .npz.
 
 Writes a run directory: ``config.json`` (everything needed to rerun), ``history.json`` and
-``history.csv``, ``model.npz`` and ``figures/curves.png``.
+``history.csv``, ``model.npz``, ``checkpoint/`` (model, optimizer, RNG state and position,
+rewritten after every epoch and on Ctrl-C) and ``figures/curves.png``.
+``groundup train --resume DIR`` continues a run exactly where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io as _io
 import json
-import os
 import platform
 import sys
-import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from groundup import __version__, io, optimizers
-from groundup._checks import check_choice, check_number, value_error
+from groundup import __version__, io, optimizers, schedules
+from groundup._checks import check_choice, check_number, suggest, type_error, value_error
+from groundup.callbacks import history_csv, write_text_atomic
 from groundup.models import DeepConvNet, MultiLayerNetExtend, Sequential, SimpleConvNet
-from groundup.train import EarlyStopping, Trainer
+from groundup.train import EarlyStopping, LearningRateScheduler, ReduceLROnPlateau, Trainer
 
 MODELS = ("two-layer", "mlp", "mlp-extend", "convnet", "deep-convnet")
 DEFAULT_HIDDEN = {"two-layer": "50", "mlp": "100,100", "mlp-extend": "100,100,100,100,100"}
 CONV_MODELS = ("convnet", "deep-convnet")
+# --config keys that have no flag: tables passed through to the library.
+TABLE_KEYS = ("optimizer_args", "schedule", "reduce_lr_on_plateau")
+# Settings that may differ when resuming (the rest must match the saved run).
+RESUMABLE = ("epochs", "resume", "config", "out")
+
+
+def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    def arg(*names: str, default: Any = None, **kw: Any) -> None:
+        if defaults:
+            kw["default"] = default
+        p.add_argument(*names, **kw)
+
+    arg("--model", default="mlp", help=f"one of {', '.join(MODELS)} (default mlp)")
+    arg("--hidden", help="hidden layer sizes, comma separated (default: 50 for two-layer, "
+                         "100,100 for mlp, 5x100 for mlp-extend; convnet: its hidden size)")
+    arg("--dataset", default="mnist",
+        help="mnist, mnist-sample, fashion-mnist, or a path to a .npz/.csv file")
+    arg("--data-dir", help="directory holding the IDX .gz files")
+    arg("--strict", action="store_true", default=False,
+        help="fail instead of falling back to the bundled MNIST sample")
+    arg("--optimizer", default="adam", help="sgd, momentum, nesterov, adagrad, rmsprop, "
+                                            "adadelta, adam, nadam, adamw (default adam)")
+    arg("--lr", type=float, help="learning rate (optimizer default)")
+    arg("--epochs", type=int, default=10)
+    arg("--batch-size", type=int, default=100)
+    arg("--weight-decay", type=float, default=0.0,
+        help="the book's coupled L2, 0.5·λ·ΣW² (decoupled with --optimizer adamw)")
+    arg("--dropout", type=float, default=0.0,
+        help="dropout ratio after each hidden activation (0 = off)")
+    arg("--batchnorm", action="store_true", default=False,
+        help="batch norm before each activation")
+    arg("--val-fraction", type=float, default=0.1,
+        help="stratified share of the training set held out for validation")
+    arg("--early-stopping", type=int, metavar="PATIENCE",
+        help="stop when val_loss has not improved for PATIENCE epochs and restore the best "
+             "weights")
+    arg("--seed", type=int, default=0)
+    arg("--config", metavar="TOML", help="read settings from a TOML file (keys as the flags, "
+                                         "e.g. batch_size = 50); flags given override it")
+    arg("--out", help="run directory (default runs/<time>-<model>)")
+    arg("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model and write a run directory",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="mlp", help=f"one of {', '.join(MODELS)} (default mlp)")
-    p.add_argument("--hidden", default=None,
-                   help="hidden layer sizes, comma separated (default: 50 for two-layer, "
-                        "100,100 for mlp, 5x100 for mlp-extend; convnet: its hidden size)")
-    p.add_argument("--dataset", default="mnist",
-                   help="mnist, mnist-sample, fashion-mnist, or a path to a .npz file")
-    p.add_argument("--data-dir", default=None, help="directory holding the IDX .gz files")
-    p.add_argument("--strict", action="store_true",
-                   help="fail instead of falling back to the bundled MNIST sample")
-    p.add_argument("--optimizer", default="adam", help="sgd, momentum, nesterov, adagrad, "
-                   "rmsprop, adadelta, adam, nadam, adamw (default adam)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (optimizer default)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--weight-decay", type=float, default=0.0,
-                   help="the book's coupled L2, 0.5·λ·ΣW² (decoupled with --optimizer adamw)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout ratio after each hidden "
-                   "activation (0 = off)")
-    p.add_argument("--batchnorm", action="store_true", help="batch norm before each activation")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="stratified share of the training set held out for validation")
-    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
-                   help="stop when val_loss has not improved for PATIENCE epochs and restore "
-                        "the best weights")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="run directory (default runs/<time>-<model>)")
+    _add_arguments(p)
     p.set_defaults(func=run)
+
+
+def explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (not defaults), as ``{dest: value}``."""
+    from groundup.cli import _Parser
+
+    argv = list(getattr(args, "argv", None) or [])
+    if "train" in argv:
+        argv = argv[argv.index("train") + 1:]
+    parser = _Parser(prog="groundup train", argument_default=argparse.SUPPRESS)
+    _add_arguments(parser, defaults=False)
+    return vars(parser.parse_known_args(argv)[0])
+
+
+def read_config_file(path: str, known: set[str]) -> dict[str, Any]:
+    """Settings from a TOML file; keys are flag names with ``_`` or ``-``."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"train: --config file not found: {file}")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise value_error("train", "--config", "a valid TOML file", str(file), str(exc)) from exc
+    settings = {}
+    allowed = (known - {"config", "resume", "func", "command", "argv"}) | set(TABLE_KEYS)
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in allowed:
+            raise value_error("train", "--config key", "a known setting", key,
+                              suggest(name, sorted(allowed)))
+        if name == "hidden" and isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if name in TABLE_KEYS and not isinstance(value, dict):
+            raise type_error("train", f"--config {key}", "a table", value,
+                             f'e.g. [{key}] then name = "..." lines')
+        settings[name] = value
+    return settings
 
 
 def load_data(dataset: str, *, flatten: bool, data_dir: str | None,
@@ -88,7 +141,7 @@ def load_data(dataset: str, *, flatten: bool, data_dir: str | None,
 def build_model(args: argparse.Namespace, input_shape: tuple[int, ...], classes: int,
                 rng: np.random.Generator) -> Sequential:
     model = check_choice("train", "--model", args.model, MODELS)
-    hidden_text = args.hidden or DEFAULT_HIDDEN.get(model, "100")
+    hidden_text = str(args.hidden or DEFAULT_HIDDEN.get(model, "100"))
     try:
         hidden = [int(h) for h in hidden_text.split(",") if h.strip()]
     except ValueError as exc:
@@ -102,6 +155,10 @@ def build_model(args: argparse.Namespace, input_shape: tuple[int, ...], classes:
         if len(input_shape) != 3:
             raise value_error("train", "data shape", "images (N, C, H, W) for a conv model",
                               f"={input_shape}")
+        if coupled:
+            raise value_error("train", "--weight-decay", "0 for conv models (coupled L2 is "
+                              "built into the dense models only)", coupled,
+                              "use --optimizer adamw for decoupled weight decay.")
         if model == "convnet":
             return SimpleConvNet(input_shape, hidden_size=hidden[0], output_size=classes,
                                  weight_init_std="he_normal", **common)
@@ -112,22 +169,39 @@ def build_model(args: argparse.Namespace, input_shape: tuple[int, ...], classes:
                                use_batchnorm=args.batchnorm, **common)
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def build_optimizer(args: argparse.Namespace) -> Any:
+    kwargs: dict[str, Any] = dict(getattr(args, "optimizer_args", None) or {})
+    if args.lr is not None:
+        kwargs["lr"] = args.lr
+    if args.optimizer.lower() == "adamw":
+        kwargs["weight_decay"] = args.weight_decay
+    return optimizers.get(args.optimizer, **kwargs)
+
+
+def build_callbacks(args: argparse.Namespace, optimizer: Any) -> list[Any]:
+    callbacks: list[Any] = []
+    schedule = getattr(args, "schedule", None)
+    if schedule:
+        spec = dict(schedule)
+        name = spec.pop("name", None)
+        if not isinstance(name, str):
+            raise value_error("train", "[schedule] name", "a schedule name", name,
+                              suggest("", schedules._REGISTRY))
+        unit = spec.pop("unit", "epoch")
+        spec.setdefault("lr", float(optimizer.lr))
+        callbacks.append(LearningRateScheduler(schedules.get(name, **spec), unit=unit))
+    plateau = getattr(args, "reduce_lr_on_plateau", None)
+    if plateau:
+        callbacks.append(ReduceLROnPlateau(**plateau))
+    if args.early_stopping is not None:
+        callbacks.append(EarlyStopping("val_loss", patience=args.early_stopping,
+                                       restore_best_weights=True))
+    return callbacks
 
 
 def write_history(run_dir: Path, history: dict[str, list[float]]) -> None:
-    _write_text(run_dir / "history.json", json.dumps(history, indent=2) + "\n")
-    buffer = _io.StringIO()
-    writer = csv.writer(buffer)
-    keys = list(history)
-    writer.writerow(keys)
-    for row in zip(*(history[k] for k in keys), strict=True):
-        writer.writerow(row)
-    _write_text(run_dir / "history.csv", buffer.getvalue())
+    write_text_atomic(run_dir / "history.json", json.dumps(history, indent=2) + "\n")
+    write_text_atomic(run_dir / "history.csv", history_csv(history))
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -136,23 +210,107 @@ def validate(args: argparse.Namespace) -> None:
     check_number("train", "--weight-decay", args.weight_decay, low=0)
     check_number("train", "--dropout", args.dropout, low=0, high=1, high_open=True)
     check_number("train", "--val-fraction", args.val_fraction, low=0, high=1, high_open=True)
+    check_number("train", "--seed", args.seed, integer=True)
     if args.lr is not None:
         check_number("train", "--lr", args.lr, low=0, low_open=True)
     if args.early_stopping is not None:
         check_number("train", "--early-stopping", args.early_stopping, low=0, integer=True)
         if args.val_fraction == 0:
             raise value_error("train", "--val-fraction", "> 0 with --early-stopping", 0.0)
+    if (getattr(args, "reduce_lr_on_plateau", None) and args.val_fraction == 0
+            and args.reduce_lr_on_plateau.get("monitor", "val_loss").startswith("val_")):
+        raise value_error("train", "--val-fraction", "> 0 with reduce_lr_on_plateau", 0.0)
     check_choice("train", "--model", args.model, MODELS)
+
+
+SETTINGS_EXCLUDED = ("func", "argv", "command")
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in SETTINGS_EXCLUDED}
+
+
+def resolve_settings(args: argparse.Namespace) -> tuple[argparse.Namespace, dict | None]:
+    """Merge defaults < --config file < flags; with --resume, the saved run's settings."""
+    explicit = explicit_flags(args)
+    known = set(vars(args))
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = read_run_config(run_dir)
+        wanted = dict(explicit)
+        if args.config:
+            wanted = {**read_config_file(args.config, known), **explicit}
+        for key, value in wanted.items():
+            if key in RESUMABLE:
+                continue
+            if key not in saved or saved[key] != value:
+                flag = "--" + key.replace("_", "-")
+                raise value_error("train", flag, f"{saved.get(key)!r} as in the run being "
+                                  f"resumed ({run_dir})", value,
+                                  "drop the flag to continue it, or start a new run with "
+                                  "--out.")
+        merged = {**{k: v for k, v in saved.items() if k in known or k in TABLE_KEYS},
+                  "resume": str(run_dir), "out": str(run_dir), "config": args.config}
+        if "epochs" in wanted:
+            merged["epochs"] = wanted["epochs"]
+        merged["argv"] = getattr(args, "argv", None)
+        return argparse.Namespace(**merged), saved
+    merged = vars(args).copy()
+    if args.config:
+        merged.update(read_config_file(args.config, known))
+        merged.update(explicit)
+    return argparse.Namespace(**merged), None
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` of a run directory, with one-line errors."""
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory {run_dir}; give the --out directory of a "
+                                "`groundup train` run")
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: config.json is missing")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise value_error("train", "config.json", "valid JSON", str(path)) from exc
+    if not isinstance(config, dict) or config.get("command") != "train":
+        raise value_error("train", "config.json", "written by `groundup train`", str(path))
+    return config
+
+
+def _checkpoint_position(ckpt_dir: Path) -> str:
+    """Where the checkpoint on disk stands, in words."""
+    from groundup import checkpoint
+
+    found = checkpoint.find(ckpt_dir)
+    if found is None:
+        return "no checkpoint was written yet"
+    state = json.loads((found / "state.json").read_text(encoding="utf-8"))
+    where = (f"epoch {state['epoch'] + 1}, step {state['step']}" if state["step"]
+             else f"the end of epoch {state['epoch']}")
+    return f"the checkpoint in {found} is at {where}"
+
+
+SAME_DATA_KEYS = ("name", "n_train", "n_test", "num_classes", "fallback")
 
 
 def run(args: argparse.Namespace) -> int:
     from groundup.data import train_val_split
 
+    args, saved = resolve_settings(args)
     validate(args)
     started = time.time()
     conv = args.model in CONV_MODELS
     (x_train, t_train), (x_test, t_test), source = load_data(
         args.dataset, flatten=not conv, data_dir=args.data_dir, strict=args.strict)
+    if saved is not None:
+        before = {k: saved["data_source"].get(k) for k in SAME_DATA_KEYS}
+        now = {k: source.get(k) for k in SAME_DATA_KEYS}
+        if before != now:
+            raise value_error("train", "data", f"the resumed run's data {before}", f"={now}",
+                              "make the same data available (e.g. --data-dir) or start a "
+                              "new run.")
     classes = int(max(t_train.max(), t_test.max())) + 1
     if args.val_fraction > 0:
         (x_train, t_train), validation = train_val_split(x_train, t_train, args.val_fraction,
@@ -161,37 +319,53 @@ def run(args: argparse.Namespace) -> int:
         validation = None
     rng = np.random.default_rng(args.seed)
     model = build_model(args, x_train.shape[1:], classes, rng)
-    opt_kwargs: dict[str, Any] = {} if args.lr is None else {"lr": args.lr}
-    if args.optimizer.lower() == "adamw":
-        opt_kwargs["weight_decay"] = args.weight_decay
-    optimizer = optimizers.get(args.optimizer, **opt_kwargs)
-    callbacks = []
-    if args.early_stopping is not None:
-        callbacks.append(EarlyStopping("val_loss", patience=args.early_stopping,
-                                       restore_best_weights=True))
+    optimizer = build_optimizer(args)
+    callbacks = build_callbacks(args, optimizer)
     run_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.model}")
     if run_dir.exists() and not run_dir.is_dir():
-        raise value_error("train", "--out", "a directory", str(run_dir))
-    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+        raise value_error("train", "--out", "a directory", str(run_dir),
+                          "a file has that name.")
+    if saved is None and (run_dir / "config.json").exists():
+        raise value_error("train", "--out", "a new or empty directory", str(run_dir),
+                          f"it holds a run; continue it with --resume {run_dir} or choose "
+                          "another --out.")
+    try:
+        (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise value_error("train", "--out", "a directory that can be created", str(run_dir),
+                          "a file stands where a parent directory should be.") from exc
     config = {
-        "command": "train", "argv": sys.argv[1:], **{k: v for k, v in vars(args).items()
-                                                       if k != "func"},
+        "command": "train", "argv": list(getattr(args, "argv", None) or sys.argv[1:]),
+        **settings_of(args), "resume": None,
         "data_source": source, "n_train": len(x_train),
         "n_val": 0 if validation is None else len(validation[0]), "n_test": len(x_test),
         "model_config": model.get_config(), "optimizer_config": optimizer.get_config(),
         "versions": {"groundup": __version__, "numpy": np.__version__,
                      "python": platform.python_version()},
     }
-    _write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
-    print(f"training {args.model} on {source['name']}: {len(x_train)} train / "
+    if saved is None:
+        write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    ckpt_dir = run_dir / "checkpoint"
+    verb = "resuming" if saved is not None else "training"
+    print(f"{verb} {args.model} on {source['name']}: {len(x_train)} train / "
           f"{config['n_val']} val / {len(x_test)} test, {args.epochs} epochs -> {run_dir}",
           file=sys.stderr)
     trainer = Trainer(model, optimizer, callbacks=callbacks, rng=rng, verbose=True)
-    history = trainer.fit(x_train, t_train, epochs=args.epochs, batch_size=args.batch_size,
-                          validation=validation, test=(x_test, t_test))
+    if saved is not None:
+        ckpt = trainer.load_checkpoint(ckpt_dir)
+        print(f"continuing from epoch {trainer.epoch + 1}, step {trainer.step + 1} "
+              f"({ckpt.path})", file=sys.stderr)
+    try:
+        history = trainer.fit(x_train, t_train, epochs=args.epochs,
+                              batch_size=args.batch_size, validation=validation,
+                              test=(x_test, t_test), checkpoint_dir=ckpt_dir)
+    except KeyboardInterrupt:
+        write_history(run_dir, trainer.history.to_dict())
+        print(f"groundup train: interrupted; {_checkpoint_position(ckpt_dir)}. Resume with: "
+              f"groundup train --resume {run_dir}", file=sys.stderr)
+        return 130
     io.save(model, run_dir / "model.npz")
     write_history(run_dir, history.to_dict())
-    final = trainer.evaluate(x_test, t_test)
     try:
         from groundup.plotting import training_curves
 
@@ -200,6 +374,11 @@ def run(args: argparse.Namespace) -> int:
                             title=f"{args.model} on {source['name']}")
     except RuntimeError as exc:  # matplotlib not installed: the run itself is complete
         print(f"note: {exc}; figures/curves.png not written", file=sys.stderr)
+    if trainer.diverged:
+        print(f"groundup train: stopped on a non-finite loss; {_checkpoint_position(ckpt_dir)}.",
+              file=sys.stderr)
+        return 1
+    final = trainer.evaluate(x_test, t_test)
     print(f"test accuracy {final['accuracy']:.4f}, test loss {final['loss']:.4f} "
           f"({time.time() - started:.1f} s); run directory: {run_dir}")
     return 0

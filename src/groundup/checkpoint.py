@@ -1,0 +1,134 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint is a directory::
+
+    checkpoint/
+        model.npz      parameters + batch-norm statistics (groundup.io format)
+        optimizer.npz  the optimizer's state_dict (slots, step count, lr)
+        callbacks.npz  arrays kept by callbacks (e.g. EarlyStopping's best weights)
+        state.json     epoch, step within the epoch, RNG states, history, callback state
+
+It is replaced as a whole: the new files are written into a fresh sibling directory,
+which then takes the place of the old one by two renames. A crash between the renames
+leaves the previous checkpoint as ``.checkpoint-old``, which :func:`find` falls back to, so
+a checkpoint on disk is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groundup import io
+from groundup._checks import value_error
+
+STATE_FORMAT = "groundup.checkpoint"
+OPTIMIZER_FORMAT = "groundup.optimizer"
+CALLBACKS_FORMAT = "groundup.callbacks"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: model arrays, optimizer state, callback arrays and state.json."""
+
+    path: Path
+    model: dict[str, np.ndarray]
+    model_meta: dict[str, Any]
+    optimizer: dict[str, np.ndarray]
+    optimizer_meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    state: dict[str, Any]
+
+
+def _old(directory: Path) -> Path:
+    return directory.with_name(f".{directory.name}-old")
+
+
+def find(directory: str | os.PathLike) -> Path | None:
+    """The complete checkpoint at ``directory`` (or its ``-old`` twin), else ``None``."""
+    directory = Path(directory)
+    for candidate in (directory, _old(directory)):
+        if (candidate / "state.json").is_file():
+            return candidate
+    return None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(directory: str | os.PathLike, *, model: Any, optimizer: Any,
+         arrays: dict[str, np.ndarray], state: dict[str, Any]) -> Path:
+    """Write a checkpoint to ``directory``, replacing any previous one as a whole."""
+    directory = Path(directory)
+    parent = directory.parent
+    if parent.exists() and not parent.is_dir():
+        raise value_error("checkpoint", "directory", "inside a directory", str(directory),
+                          "a file stands where a parent directory should be.")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-new-", dir=parent))
+    try:
+        io.save(model, tmp / "model.npz")
+        meta = {"format": OPTIMIZER_FORMAT, "format_version": FORMAT_VERSION,
+                "class": type(optimizer).__name__,
+                "config": optimizer.get_config() if hasattr(optimizer, "get_config") else {}}
+        io.atomic_write_npz(tmp / "optimizer.npz", optimizer.state_dict(), meta)
+        io.atomic_write_npz(tmp / "callbacks.npz", arrays,
+                            {"format": CALLBACKS_FORMAT, "format_version": FORMAT_VERSION})
+        with open(tmp / "state.json", "w", encoding="utf-8") as fh:
+            json.dump({"format": STATE_FORMAT, "format_version": FORMAT_VERSION, **state}, fh,
+                      indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        old = _old(directory)
+        if old.exists():
+            shutil.rmtree(old)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        _fsync_dir(parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load(directory: str | os.PathLike) -> Checkpoint:
+    """Read the checkpoint at ``directory``; one-line errors for missing or broken files."""
+    found = find(directory)
+    if found is None:
+        raise FileNotFoundError(f"checkpoint: no checkpoint in {directory} (state.json missing); "
+                                "was the run started with a checkpoint directory?")
+    state_path = found / "state.json"
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise value_error("checkpoint", "state.json", "valid JSON", str(state_path)) from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise value_error("checkpoint", "state.json", f"a {STATE_FORMAT} file", str(state_path))
+    if state.get("format_version") != FORMAT_VERSION:
+        raise value_error("checkpoint", "format_version", str(FORMAT_VERSION),
+                          state.get("format_version"), f"file: {state_path}")
+    model, model_meta = io.read_npz(found / "model.npz", io.MODEL_FORMAT)
+    optimizer, optimizer_meta = io.read_npz(found / "optimizer.npz", OPTIMIZER_FORMAT)
+    arrays, _ = io.read_npz(found / "callbacks.npz", CALLBACKS_FORMAT)
+    return Checkpoint(found, model, model_meta, optimizer, optimizer_meta, arrays, state)
