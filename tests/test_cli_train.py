@@ -304,3 +304,19 @@ def _write(path, data):
 def _npz(path, **arrays):
     np.savez(path, **arrays)
     return path
+
+
+def test_l1_builds_a_regularized_dense_model(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist-sample", "--hidden", "32", "--epochs", "1",
+                 "--l1", "1e-4", "--weight-decay", "0.01", "--out", str(out)]) == 0
+    model = io.load(out / "model.npz")
+    w = [v for k, v in model.params.items() if k.startswith("W")]
+    expected = sum(1e-4 * np.abs(a).sum() + 0.005 * np.square(a).sum() for a in w)
+    assert model.regularization_loss() == pytest.approx(expected, rel=1e-5)
+
+
+def test_l1_is_refused_for_conv_models(tmp_path, capsys):
+    assert main(["train", "--model", "convnet", "--dataset", "mnist-sample", "--l1", "0.1",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--l1 must be 0 for conv models" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from groundup import __version__, io, optimizers, schedules
+from groundup import __version__, io, optimizers, regularizers, schedules
 from groundup._checks import check_choice, check_number, suggest, type_error, value_error
 from groundup.callbacks import history_csv, write_text_atomic
 from groundup.models import DeepConvNet, MultiLayerNetExtend, Sequential, SimpleConvNet
@@ -55,6 +55,8 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     arg("--batch-size", type=int, default=100)
     arg("--weight-decay", type=float, default=0.0,
         help="the book's coupled L2, 0.5·λ·ΣW² (decoupled with --optimizer adamw)")
+    arg("--l1", type=float, default=0.0,
+        help="Keras L1 penalty c·Σ|W| on every weight matrix of a dense model (0 = off)")
     arg("--dropout", type=float, default=0.0,
         help="dropout ratio after each hidden activation (0 = off)")
     arg("--batchnorm", action="store_true", default=False,
@@ -159,10 +161,25 @@ def build_model(args: argparse.Namespace, input_shape: tuple[int, ...], classes:
             raise value_error("train", "--weight-decay", "0 for conv models (coupled L2 is "
                               "built into the dense models only)", coupled,
                               "use --optimizer adamw for decoupled weight decay.")
+        if getattr(args, "l1", 0.0):
+            raise value_error("train", "--l1", "0 for conv models", args.l1)
         if model == "convnet":
             return SimpleConvNet(input_shape, hidden_size=hidden[0], output_size=classes,
                                  weight_init_std="he_normal", **common)
         return DeepConvNet(input_shape, hidden_size=hidden[0], output_size=classes, **common)
+    l1 = getattr(args, "l1", 0.0)
+    if l1:
+        # L1 + the book's 0.5·λ·ΣW² (= Keras L2 with c = λ/2) on every weight matrix.
+        reg = regularizers.L1L2(l1=l1, l2=coupled / 2)
+        net = Sequential((int(np.prod(input_shape)),), **common)
+        for units in hidden:
+            net.add("dense", units=units, init="he_normal", regularizer=reg)
+            if args.batchnorm:
+                net.add("batchnorm")
+            net.add("relu")
+            if args.dropout > 0:
+                net.add("dropout", ratio=args.dropout)
+        return net.add("dense", units=classes, init="he_normal", regularizer=reg)
     return MultiLayerNetExtend(int(np.prod(input_shape)), hidden, classes,
                                weight_init_std="he_normal", weight_decay_lambda=coupled,
                                use_dropout=args.dropout > 0, dropout_ration=args.dropout,
@@ -208,6 +225,7 @@ def validate(args: argparse.Namespace) -> None:
     check_number("train", "--epochs", args.epochs, low=1, integer=True)
     check_number("train", "--batch-size", args.batch_size, low=1, integer=True)
     check_number("train", "--weight-decay", args.weight_decay, low=0)
+    check_number("train", "--l1", getattr(args, "l1", 0.0), low=0)
     check_number("train", "--dropout", args.dropout, low=0, high=1, high_open=True)
     check_number("train", "--val-fraction", args.val_fraction, low=0, high=1, high_open=True)
     check_number("train", "--seed", args.seed, integer=True)
