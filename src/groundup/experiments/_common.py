@@ -1,0 +1,133 @@
+"""Helpers shared by the experiments: data loading, seeds, validation, JSON, plotting."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+from groundup._checks import check_choice, check_number, value_error
+
+DATASETS = ("mnist", "fashion-mnist", "mnist-sample")
+
+
+@functools.cache
+def _load(dataset: str, flatten: bool) -> tuple:
+    from groundup import data
+
+    if dataset == "mnist-sample":
+        loaded = data.load_mnist_sample(normalize=True, flatten=flatten)
+    elif dataset == "mnist":
+        loaded = data.load_mnist(normalize=True, flatten=flatten)
+    else:
+        loaded = data.load_fashion_mnist(normalize=True, flatten=flatten)
+    (x_train, t_train), (x_test, t_test) = loaded
+    info = loaded.info.to_dict()
+    summary = {"name": info["name"], "source": info["source"], "n_train": info["n_train"],
+               "n_test": info["n_test"], "fallback": bool(info["fallback"])}
+    if info["fallback"]:
+        summary["note"] = ("full MNIST was not available here; the bundled sample of 5,000 "
+                           "real MNIST training digits (4,000 train / 1,000 test) was used")
+    return (x_train, t_train), (x_test, t_test), summary
+
+
+def load(dataset: str, *, flatten: bool = True) -> tuple[tuple, tuple, dict[str, Any]]:
+    """``((x_train, t_train), (x_test, t_test), data_summary)``; cached per process."""
+    check_choice("experiment", "dataset", dataset, DATASETS)
+    train, test, summary = _load(dataset, flatten)
+    return train, test, dict(summary)
+
+
+def head(x: np.ndarray, t: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``size`` examples (all of them when ``size`` is 0), as the book slices."""
+    return (x, t) if size == 0 else (x[:size], t[:size])
+
+
+def child_rngs(seed: int, count: int) -> list[np.random.Generator]:
+    """``count`` independent Generators derived from ``seed`` (one stream per arm)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(count)]
+
+
+def check_int(owner: str, name: str, value: Any, low: int = 1) -> None:
+    check_number(owner, name, value, low=low, integer=True)
+
+
+def check_positive(owner: str, name: str, value: Any) -> None:
+    check_number(owner, name, value, low=0, low_open=True)
+
+
+def check_sizes(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise value_error(owner, name, "a non-empty tuple of positive ints", value)
+    for v in value:
+        check_int(owner, name, v)
+
+
+def check_dataset(owner: str, value: Any) -> None:
+    check_choice(owner, "dataset", value, DATASETS)
+
+
+def smooth(values: Any) -> list[float]:
+    """The book's ``smooth_curve`` (Kaiser window, β = 2, width 11); short input unchanged."""
+    from groundup.book import smooth_curve
+
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 11:
+        return values.tolist()
+    return smooth_curve(values).tolist()
+
+
+def jsonable(value: Any) -> Any:
+    """Plain Python for ``json.dumps``: arrays to lists, numpy scalars to Python floats and
+    ints, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def tail_mean(values: list[float], count: int = 10) -> float:
+    """Mean of the last ``count`` values (ignoring None)."""
+    tail = [v for v in values[-count:] if v is not None]
+    return float(np.mean(tail)) if tail else float("nan")
+
+
+def data_title(data: dict[str, Any]) -> str:
+    return f"{data['name']} ({data['n_train']:,} train / {data['n_test']:,} test)"
+
+
+def compare_loop(nets: dict[str, tuple[Any, Any]], x: np.ndarray, t: np.ndarray, *, iters: int,
+                 batch_size: int, rng: np.random.Generator) -> dict[str, list[float]]:
+    """The book's comparison loop: every step draws one batch with replacement and every
+    network takes one step on that same batch. Returns the per-step losses per network; a
+    network whose loss stops being finite stops training (its remaining losses are None)."""
+    losses: dict[str, list[float | None]] = {key: [] for key in nets}
+    alive = dict.fromkeys(nets, True)
+    for _ in range(iters):
+        mask = rng.choice(len(x), batch_size)
+        xb, tb = x[mask], t[mask]
+        for key, (model, optimizer) in nets.items():
+            if not alive[key]:
+                losses[key].append(None)
+                continue
+            grads = model.gradient(xb, tb)
+            loss = float(model.last_loss)
+            if not math.isfinite(loss):
+                alive[key] = False
+                losses[key].append(None)
+                continue
+            optimizer.update(model.params, grads)
+            losses[key].append(loss)
+    return losses

@@ -1,0 +1,136 @@
+"""Chapter 6: the same 6-layer ReLU net (784-100×5-10) with and without batch norm, trained
+on 1,000 MNIST images (SGD lr 0.01, batch 100 with replacement, 20 epochs) from 16 initial
+weight scales, std = 10^0 … 10^-4; training accuracy per epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groundup import optimizers
+from groundup.experiments import _common as c
+from groundup.models import MultiLayerNetExtend, make_rng
+
+NAME = "batch-norm"
+DESCRIPTION = "ch6: with vs without batch norm from 16 init scales (1,000 images, 20 epochs)"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Book: x_train[:1000], hidden [100]*5, SGD lr 0.01, batch 100, 20 epochs,
+    weight_init_std = logspace(0, -4, 16). ``learn_threshold``: a run "learns" when its
+    final training accuracy reaches it. ``convention``: 'groundup' (batch norm with torch's
+    eps 1e-5) or 'book' (eps 1e-6, the book's running statistics)."""
+
+    seed: int = 0
+    dataset: str = "mnist"
+    train_size: int = 1000
+    hidden: tuple[int, ...] = (100, 100, 100, 100, 100)
+    lr: float = 0.01
+    batch_size: int = 100
+    epochs: int = 20
+    scale_max_exp: float = 0.0
+    scale_min_exp: float = -4.0
+    num_scales: int = 16
+    learn_threshold: float = 0.5
+    convention: str = "groundup"
+
+    def __post_init__(self) -> None:
+        owner = NAME
+        c.check_int(owner, "seed", self.seed, low=0)
+        c.check_choice(owner, "convention", self.convention, ("groundup", "book"))
+        c.check_dataset(owner, self.dataset)
+        c.check_int(owner, "train_size", self.train_size)
+        c.check_sizes(owner, "hidden", self.hidden)
+        c.check_positive(owner, "lr", self.lr)
+        c.check_int(owner, "batch_size", self.batch_size)
+        c.check_int(owner, "epochs", self.epochs)
+        c.check_number(owner, "scale_max_exp", self.scale_max_exp)
+        c.check_number(owner, "scale_min_exp", self.scale_min_exp)
+        c.check_int(owner, "num_scales", self.num_scales)
+        c.check_number(owner, "learn_threshold", self.learn_threshold, low=0, high=1)
+
+
+QUICK: dict[str, Any] = {"train_size": 300, "epochs": 3, "num_scales": 3,
+                         "hidden": (30, 30)}
+
+
+def run(config: Config) -> dict[str, Any]:
+    rng = make_rng(config.seed)
+    (x_train, t_train), _, data = c.load(config.dataset)
+    x, t = c.head(x_train, t_train, config.train_size)
+    classes = int(t_train.max()) + 1
+    scales = np.logspace(config.scale_max_exp, config.scale_min_exp, num=config.num_scales)
+    steps = max(len(x) // config.batch_size, 1)
+    runs = []
+    for scale in scales:
+        nets = {}
+        for key, use_bn in (("batch norm", True), ("no batch norm", False)):
+            model = MultiLayerNetExtend(x.shape[1], list(config.hidden), classes,
+                                        weight_init_std=float(scale), use_batchnorm=use_bn,
+                                        rng=rng, convention=config.convention)
+            nets[key] = (model, optimizers.get("sgd", lr=config.lr))
+        accuracy: dict[str, list[float]] = {key: [] for key in nets}
+        for _ in range(config.epochs):
+            c.compare_loop(nets, x, t, iters=steps, batch_size=config.batch_size, rng=rng)
+            for key, (model, _) in nets.items():
+                accuracy[key].append(model.accuracy(x, t))
+        runs.append({"weight_init_std": float(scale), "train_accuracy": accuracy})
+    return {"data": data, "runs": runs, "learn_threshold": config.learn_threshold}
+
+
+def metrics(results: dict[str, Any]) -> dict[str, float]:
+    threshold = results["learn_threshold"]
+    out: dict[str, float] = {}
+    for key in ("batch norm", "no batch norm"):
+        finals = [r["train_accuracy"][key][-1] for r in results["runs"]]
+        out[f"scales where {key} learns (acc >= {threshold:g})"] = \
+            float(sum(a >= threshold for a in finals))
+    for r in results["runs"]:
+        for key in ("batch norm", "no batch norm"):
+            out[f"std={r['weight_init_std']:.2g} {key} final train acc"] = \
+                r["train_accuracy"][key][-1]
+    return out
+
+
+def curves(results: dict[str, Any]) -> dict[str, Any]:
+    return {f"W std {r['weight_init_std']:.2g}": {
+        "xlabel": "epochs", "ylabel": "train accuracy", "ylim": [0, 1],
+        "series": r["train_accuracy"]} for r in results["runs"]}
+
+
+def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    from groundup.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    runs = results["runs"]
+    cols = min(4, len(runs))
+    rows = int(np.ceil(len(runs) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for i, (ax, r) in enumerate(zip(axes.flat, runs, strict=False)):
+        acc = r["train_accuracy"]
+        x = np.arange(1, len(acc["batch norm"]) + 1)
+        ax.plot(x, acc["batch norm"], label="Batch Normalization", markevery=2)
+        ax.plot(x, acc["no batch norm"], linestyle="--", label="Normal(without BatchNorm)",
+                markevery=2)
+        ax.set_ylim(0, 1.0)
+        ax.set_title(f"W:{r['weight_init_std']:.4g}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if i % cols:
+            ax.set_yticks([])
+        else:
+            ax.set_ylabel("accuracy", fontsize=8)
+        if i < len(runs) - cols:
+            ax.set_xticks([])
+        else:
+            ax.set_xlabel("epochs", fontsize=8)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    axes.flat[len(runs) - 1].legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"batch norm (solid) vs none (dashed), train accuracy on "
+                 f"{results['runs'] and c.data_title(results['data'])}", fontsize=10)
+    fig.tight_layout()
+    return [save_figure(fig, out_dir / "batch_norm.png")]

@@ -1,0 +1,107 @@
+"""Chapter 5: backprop vs numerical gradient of TwoLayerNet(784, 50, 10) (ReLU) on three
+training images, per parameter: the book's mean absolute difference, and the maximum
+relative error |a − n| / max(|a| + |n|, 1e-8) of ``groundup.numerical.gradient_check``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groundup.experiments import _common as c
+from groundup.models import TwoLayerNet, make_rng
+from groundup.numerical import gradient_check, relative_error
+
+NAME = "gradient-check"
+DESCRIPTION = "ch5: backprop vs numerical gradient per parameter (TwoLayerNet, 3 images)"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Book: TwoLayerNet(784, 50, 10), ReLU, weight_init_std 0.01, x_train[:3]; float64."""
+
+    seed: int = 0
+    dataset: str = "mnist"
+    hidden_size: int = 50
+    weight_init_std: float = 0.01
+    batch_size: int = 3
+    coords: int = 200
+
+    def __post_init__(self) -> None:
+        owner = NAME
+        c.check_int(owner, "seed", self.seed, low=0)
+        c.check_dataset(owner, self.dataset)
+        c.check_int(owner, "hidden_size", self.hidden_size)
+        c.check_positive(owner, "weight_init_std", self.weight_init_std)
+        c.check_int(owner, "batch_size", self.batch_size)
+        c.check_int(owner, "coords", self.coords)
+
+
+QUICK: dict[str, Any] = {"hidden_size": 8, "coords": 20}
+
+
+def run(config: Config) -> dict[str, Any]:
+    rng = make_rng(config.seed)
+    (x_train, t_train), _, data = c.load(config.dataset)
+    x = x_train[:config.batch_size].astype(np.float64)
+    t = t_train[:config.batch_size]
+    model = TwoLayerNet(x.shape[1], config.hidden_size, int(t_train.max()) + 1,
+                        config.weight_init_std, activation="relu", rng=rng, dtype=np.float64)
+    numerical = model.numerical_gradient(x, t)
+    backprop = model.gradient(x, t)
+    per_param = {}
+    for name in model.params:
+        diff = np.abs(backprop[name] - numerical[name])
+        per_param[name] = {"shape": list(model.params[name].shape),
+                           "mean_abs_diff": float(diff.mean()),
+                           "max_abs_diff": float(diff.max()),
+                           "max_relative_error": float(relative_error(backprop[name],
+                                                                      numerical[name]).max()),
+                           "mean_abs_gradient": float(np.abs(backprop[name]).mean())}
+    checked = gradient_check(model, x, t, coords=config.coords, seed=config.seed)
+    for name, error in checked.items():
+        per_param[name]["gradient_check_max_relative_error"] = float(error)
+    return {"data": data, "params": per_param}
+
+
+def metrics(results: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for name, row in results["params"].items():
+        out[f"{name} mean |backprop - numerical|"] = row["mean_abs_diff"]
+        out[f"{name} max relative error (gradient_check)"] = \
+            row["gradient_check_max_relative_error"]
+    return out
+
+
+def curves(results: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    from groundup.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    names = list(results["params"])
+    rows = results["params"]
+    keys = [("mean_abs_diff", "mean |backprop − numerical| (book, h = 1e-4)"),
+            ("gradient_check_max_relative_error", "max relative error, gradient_check")]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    width = 0.36
+    x = np.arange(len(names))
+    for i, (key, label) in enumerate(keys):
+        values = [max(rows[n][key], 1e-18) for n in names]
+        bars = ax.bar(x + (i - 0.5) * width, values, width, label=label)
+        for bar, v in zip(bars, values, strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.1e}", ha="center",
+                    va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("difference (log scale)")
+    ax.set_ylim(top=1e-2)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("backprop vs numerical gradient, TwoLayerNet (ReLU), float64, "
+                 f"{results['data']['name']}", fontsize=9)
+    fig.tight_layout()
+    return [save_figure(fig, out_dir / "gradient_check.png")]

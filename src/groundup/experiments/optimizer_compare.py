@@ -1,0 +1,110 @@
+"""Chapter 6: SGD, Momentum, AdaGrad and Adam training the same 5-layer ReLU net on MNIST
+(MultiLayerNet 784-100×4-10, He init, batch 128 drawn with replacement, 2,000 iterations,
+each step on the same batch for every optimizer); smoothed loss curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groundup import optimizers
+from groundup.experiments import _common as c
+from groundup.models import MultiLayerNet, make_rng
+
+NAME = "optimizer-compare"
+DESCRIPTION = "ch6: SGD/Momentum/AdaGrad/Adam losses on MNIST (784-100x4-10, 2,000 iters)"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Book: hidden [100]*4, ReLU, He init, batch 128, 2,000 iterations, SGD/Momentum/AdaGrad
+    lr 0.01 and Adam lr 0.001 (groundup's optimizers, torch formulas)."""
+
+    seed: int = 0
+    dataset: str = "mnist"
+    train_size: int = 0
+    hidden: tuple[int, ...] = (100, 100, 100, 100)
+    batch_size: int = 128
+    iters: int = 2000
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "adagrad", "adam")
+    lrs: tuple[float, ...] = (0.01, 0.01, 0.01, 0.001)
+
+    def __post_init__(self) -> None:
+        owner = NAME
+        c.check_int(owner, "seed", self.seed, low=0)
+        c.check_dataset(owner, self.dataset)
+        c.check_int(owner, "train_size", self.train_size, low=0)
+        c.check_sizes(owner, "hidden", self.hidden)
+        c.check_int(owner, "batch_size", self.batch_size)
+        c.check_int(owner, "iters", self.iters)
+        if len(self.lrs) != len(self.optimizers):
+            raise c.value_error(owner, "len(lrs)", f"len(optimizers) = {len(self.optimizers)}",
+                                len(self.lrs))
+        for name in self.optimizers:
+            c.check_choice(owner, "optimizers", name, sorted(optimizers._REGISTRY))
+        for lr in self.lrs:
+            c.check_positive(owner, "lrs", lr)
+
+
+QUICK: dict[str, Any] = {"iters": 20, "hidden": (30, 30), "train_size": 400}
+
+
+def run(config: Config) -> dict[str, Any]:
+    rng = make_rng(config.seed)
+    (x_train, t_train), (x_test, t_test), data = c.load(config.dataset)
+    x_train, t_train = c.head(x_train, t_train, config.train_size)
+    classes = int(t_train.max()) + 1
+    nets = {}
+    for name, lr in zip(config.optimizers, config.lrs, strict=True):
+        model = MultiLayerNet(x_train.shape[1], list(config.hidden), classes, rng=rng)
+        nets[name] = (model, optimizers.get(name, lr=lr))
+    losses = c.compare_loop(nets, x_train, t_train, iters=config.iters,
+                            batch_size=config.batch_size, rng=rng)
+    out = {}
+    for name, (model, optimizer) in nets.items():
+        out[name] = {"lr": optimizer.lr, "loss": losses[name],
+                     "test_accuracy": model.accuracy(x_test, t_test),
+                     "train_accuracy": model.accuracy(x_train, t_train)}
+    return {"data": data, "optimizers": out}
+
+
+def _final_loss(losses: list[float | None]) -> float | None:
+    tail = [v for v in losses[-100:] if v is not None]
+    return float(np.mean(tail)) if len(tail) == len(losses[-100:]) else None
+
+
+def metrics(results: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, Any] = {}
+    for name, row in results["optimizers"].items():
+        out[f"{name} mean loss of last 100 iterations"] = _final_loss(row["loss"])
+    for name, row in results["optimizers"].items():
+        out[f"{name} test accuracy"] = row["test_accuracy"]
+    return out
+
+
+def curves(results: dict[str, Any]) -> dict[str, Any]:
+    series = {name: c.smooth([np.nan if v is None else v for v in row["loss"]])
+              for name, row in results["optimizers"].items()}
+    return {"smoothed training loss": {"xlabel": "iterations", "ylabel": "loss",
+                                       "ylim": [0, 1], "series": series}}
+
+
+def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    from groundup.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"sgd": "o", "momentum": "x", "adagrad": "s", "adam": "D"}
+    for name, row in results["optimizers"].items():
+        y = c.smooth([np.nan if v is None else v for v in row["loss"]])
+        ax.plot(np.arange(len(y)), y, marker=markers.get(name, "."), markevery=100,
+                label=f"{name} (lr {row['lr']:g}; test acc {row['test_accuracy']:.3f})")
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("loss (smoothed)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(f"optimizers on {c.data_title(results['data'])}", fontsize=10)
+    return [save_figure(fig, out_dir / "optimizer_compare.png")]

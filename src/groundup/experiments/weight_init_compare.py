@@ -1,0 +1,123 @@
+"""Chapter 6: std 0.01 vs Xavier vs He initial weights for the same 5-layer ReLU net on MNIST
+(MultiLayerNet 784-100×4-10, SGD lr 0.01, batch 128 with replacement, 2,000 iterations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groundup import initializers, optimizers
+from groundup.experiments import _common as c
+from groundup.models import MultiLayerNet, make_rng
+
+NAME = "weight-init-compare"
+DESCRIPTION = "ch6: std=0.01 vs Xavier vs He init, 784-100x4-10 ReLU, SGD, 2,000 iters"
+LABELS = {"xavier": "Xavier", "he": "He"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Book: inits std=0.01, 'sigmoid' (Xavier, the book's N(0, 1/n)) and 'relu' (He,
+    N(0, 2/n)); ReLU everywhere; SGD lr 0.01; batch 128; 2,000 iterations.
+
+    ``inits`` entries: a float std or an initializer name (book names keep their meaning).
+    """
+
+    seed: int = 0
+    dataset: str = "mnist"
+    train_size: int = 0
+    hidden: tuple[int, ...] = (100, 100, 100, 100)
+    activation: str = "relu"
+    inits: tuple[str, ...] = ("0.01", "xavier", "he")
+    lr: float = 0.01
+    batch_size: int = 128
+    iters: int = 2000
+
+    def __post_init__(self) -> None:
+        owner = NAME
+        c.check_int(owner, "seed", self.seed, low=0)
+        c.check_dataset(owner, self.dataset)
+        c.check_int(owner, "train_size", self.train_size, low=0)
+        c.check_sizes(owner, "hidden", self.hidden)
+        c.check_choice(owner, "activation", self.activation, ("relu", "sigmoid", "tanh"))
+        for init in self.inits:
+            parse_init(init)
+        c.check_positive(owner, "lr", self.lr)
+        c.check_int(owner, "batch_size", self.batch_size)
+        c.check_int(owner, "iters", self.iters)
+
+
+QUICK: dict[str, Any] = {"iters": 20, "hidden": (30, 30), "train_size": 400}
+
+
+def parse_init(text: str) -> str | float:
+    """'0.01' → 0.01; a name is checked against the initializers (book aliases included)."""
+    try:
+        value = float(text)
+    except ValueError:
+        initializers.resolve(text)
+        return text
+    c.check_positive(NAME, "inits", value)
+    return value
+
+
+def label(text: str) -> str:
+    value = parse_init(text)
+    return f"std={value:g}" if isinstance(value, float) else LABELS.get(text, text)
+
+
+def run(config: Config) -> dict[str, Any]:
+    rng = make_rng(config.seed)
+    (x_train, t_train), (x_test, t_test), data = c.load(config.dataset)
+    x_train, t_train = c.head(x_train, t_train, config.train_size)
+    classes = int(t_train.max()) + 1
+    nets = {}
+    for init in config.inits:
+        model = MultiLayerNet(x_train.shape[1], list(config.hidden), classes,
+                              activation=config.activation, weight_init_std=parse_init(init),
+                              rng=rng)
+        nets[label(init)] = (model, optimizers.get("sgd", lr=config.lr))
+    losses = c.compare_loop(nets, x_train, t_train, iters=config.iters,
+                            batch_size=config.batch_size, rng=rng)
+    out = {key: {"loss": losses[key], "test_accuracy": model.accuracy(x_test, t_test),
+                 "train_accuracy": model.accuracy(x_train, t_train)}
+           for key, (model, _) in nets.items()}
+    return {"data": data, "inits": out}
+
+
+def metrics(results: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, Any] = {}
+    for key, row in results["inits"].items():
+        tail = [v for v in row["loss"][-100:] if v is not None]
+        out[f"{key} mean loss of last 100 iterations"] = float(np.mean(tail)) if tail else None
+    for key, row in results["inits"].items():
+        out[f"{key} test accuracy"] = row["test_accuracy"]
+    return out
+
+
+def curves(results: dict[str, Any]) -> dict[str, Any]:
+    series = {key: c.smooth([np.nan if v is None else v for v in row["loss"]])
+              for key, row in results["inits"].items()}
+    return {"smoothed training loss": {"xlabel": "iterations", "ylabel": "loss",
+                                       "ylim": [0, 2.5], "series": series}}
+
+
+def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    from groundup.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = ["o", "s", "D", "x", "^"]
+    for i, (key, row) in enumerate(results["inits"].items()):
+        y = c.smooth([np.nan if v is None else v for v in row["loss"]])
+        ax.plot(np.arange(len(y)), y, marker=markers[i % len(markers)], markevery=100,
+                label=f"{key} (test acc {row['test_accuracy']:.3f})")
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("loss (smoothed)")
+    ax.set_ylim(0, 2.5)
+    ax.legend(fontsize=8)
+    ax.set_title(f"weight initialization on {c.data_title(results['data'])}", fontsize=10)
+    return [save_figure(fig, out_dir / "weight_init_compare.png")]
