@@ -1,51 +1,82 @@
 """Optimizer update speed: groundup vs torch.optim on a ~1M-parameter MLP-shaped dict.
 
-Run (both sides in one command, 2 threads each, old-OpenBLAS overrides unset):
+Run (one command; it re-executes itself with the protocol's environment)::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 \\
-        .venv/bin/python benchmarks/optimizers.py --threads 2
+    .venv/bin/python benchmarks/optimizers.py --threads 2 --rounds 15
 
-Prints the median time of one ``update`` (all six arrays) per side and the ratio
-torch time / groundup time (>= 1.0: groundup is at least as fast). Parameters, gradients
-and optimizer state are float32; gradients are fixed so both sides do identical work.
+Protocol (DESIGN §9): ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` unset, ``--threads`` threads
+per side, float32. Each side runs in its own worker process (one at a time, interleaved
+rounds) so that no side's idle thread pool spins on the cores of the other. Sides: groundup
+with ``--threads`` threads, groundup on one thread, and ``torch.optim`` (default settings).
+Prints the median time of one ``update`` (all six arrays) and the ratio torch time /
+groundup time (>= 1.0: groundup at least as fast). Gradients are fixed so every side does
+identical work.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import platform
 import statistics
+import sys
 import time
 
-import numpy as np
-
-from groundup import optimizers
+from speed import Worker, blas_info, cpu_model, ensure_protocol, load_average
 
 SHAPES = {"W1": (784, 1000), "b1": (1000,), "W2": (1000, 200), "b2": (200,),
           "W3": (200, 10), "b3": (10,)}
 CASES = {
-    "adam": ({"lr": 1e-3}, "Adam", {"lr": 1e-3}),
-    "sgd-momentum": ({"lr": 0.01, "momentum": 0.9}, "SGD", {"lr": 0.01, "momentum": 0.9}),
+    "adam": ("adam", {"lr": 1e-3}, "Adam", {"lr": 1e-3}),
+    "sgd-momentum": ("sgd", {"lr": 0.01, "momentum": 0.9}, "SGD", {"lr": 0.01, "momentum": 0.9}),
 }
+SIDES = ("groundup", "serial", "torch")
 
 
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    rows = [f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
-            f"threads={d.get('num_threads')} ({os.path.basename(d.get('filepath', ''))})"
-            for d in threadpool_info()]
-    return "; ".join(rows) or "no BLAS found"
+def worker(side: str, threads: int) -> None:
+    """Serve ``info`` / ``time CASE STEPS`` requests over stdin, one reply line each."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(threads)
+    rng = np.random.default_rng(0)
+    params0 = {k: (0.01 * rng.standard_normal(s)).astype(np.float32) for k, s in SHAPES.items()}
+    grads = {k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items()}
+    steps: dict = {}
+    if side == "torch":
+        import torch
 
-def time_steps(step, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+        torch.set_num_threads(threads)
+        for case, (_, _, torch_name, torch_kwargs) in CASES.items():
+            tensors = [torch.nn.Parameter(torch.from_numpy(v.copy())) for v in params0.values()]
+            for tensor, g in zip(tensors, grads.values(), strict=True):
+                tensor.grad = torch.from_numpy(g.copy())
+            steps[case] = getattr(torch.optim, torch_name)(tensors, **torch_kwargs).step
+        info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    else:
+        from groundup import optimizers
+
+        optimizers.set_num_threads(1 if side == "serial" else threads)
+        for case, (name, kwargs, _, _) in CASES.items():
+            params = {k: v.copy() for k, v in params0.items()}
+            opt = optimizers.get(name, **kwargs)
+            steps[case] = lambda opt=opt, params=params: opt.update(params, grads)
+        info = (f"numpy {np.__version__}, {optimizers.get_num_threads()} update threads; "
+                f"BLAS: {blas_info()}")
+    for step in steps.values():
+        for _ in range(5):
+            step()
+    for line in sys.stdin:
+        words = line.split()
+        if words[0] == "info":
+            reply = info
+        else:
+            step, count = steps[words[1]], int(words[2])
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            reply = repr((time.perf_counter() - start) / count)
+        print(reply, flush=True)
 
 
 def main() -> None:
@@ -53,59 +84,39 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50, help="updates per timed round")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (median)")
+    parser.add_argument("--pause", type=float, default=0.2,
+                        help="seconds of idle before each timed request")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    rng = np.random.default_rng(0)
-    params0 = {k: (0.01 * rng.standard_normal(s)).astype(np.float32) for k, s in SHAPES.items()}
-    grads = {k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items()}
-    n_params = sum(p.size for p in params0.values())
-    optimizers.set_num_threads(args.threads)
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-        torch_version = torch.__version__
-    except ImportError:
-        torch = None
-        torch_version = "not installed"
-
-    print(f"parameters: {n_params:,} float32 in {len(SHAPES)} arrays; threads={args.threads}")
-    print(f"numpy {np.__version__}, torch {torch_version}, python {platform.python_version()}, "
-          f"cpu count {os.cpu_count()}")
+    ensure_protocol(args.threads)
+    if args.worker:
+        worker(args.worker, args.threads)
+        return
+    workers = {side: Worker(side, args.threads, __file__) for side in SIDES}
+    n_params = sum(math.prod(shape) for shape in SHAPES.values())
+    print(f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
+    print(f"parameters: {n_params:,} float32 in {len(SHAPES)} arrays; threads={args.threads} "
+          f"per side, each side in its own worker process; cpu: {cpu_model()}")
+    for side, w in workers.items():
+        print(f"{side}: {w.ask('info')}")
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')!r} "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')!r}")
-    print(f"BLAS: {blas_info()}")
-    print(f"{'optimizer':<14}{'groundup ms':>12}{'1-thread ms':>13}{'torch ms':>10}{'ratio':>8}")
-    for name, (kwargs, torch_name, torch_kwargs) in CASES.items():
-        params = {k: v.copy() for k, v in params0.items()}
-        opt = optimizers.get(name.split("-")[0], **kwargs)
-
-        def ours(opt=opt, params=params):
-            opt.update(params, grads)
-
-        def ours_serial(opt=opt, params=params):
-            optimizers.set_num_threads(1)
-            try:
-                opt.update(params, grads)
-            finally:
-                optimizers.set_num_threads(args.threads)
-
-        sides = {"groundup": ours, "serial": ours_serial}
-        if torch is not None:
-            tensors = [torch.nn.Parameter(torch.from_numpy(v.copy())) for v in params0.values()]
-            for tensor, g in zip(tensors, grads.values(), strict=True):
-                tensor.grad = torch.from_numpy(g.copy())
-            torch_opt = getattr(torch.optim, torch_name)(tensors, **torch_kwargs)
-            sides["torch"] = torch_opt.step
-        for step in sides.values():
-            time_steps(step, 5)
-        samples = {side: [] for side in sides}
-        for _ in range(args.rounds):
-            for side, step in sides.items():
-                samples[side].append(time_steps(step, args.steps))
-        med = {side: statistics.median(values) * 1e3 for side, values in samples.items()}
-        torch_ms = med.get("torch", float("nan"))
-        print(f"{name:<14}{med['groundup']:>12.3f}{med['serial']:>13.3f}{torch_ms:>10.3f}"
-              f"{torch_ms / med['groundup']:>8.2f}")
+    print(f"load average before: {load_average()}")
+    samples = {case: {side: [] for side in SIDES} for case in CASES}
+    for _ in range(args.rounds):
+        for case in CASES:
+            for side, w in workers.items():
+                samples[case][side].append(float(w.ask("time", case, args.steps,
+                                                       pause=args.pause)))
+    print(f"load average after: {load_average()}")
+    for w in workers.values():
+        w.close()
+    print(f"{'optimizer':<14}{'groundup ms':>12}{'1-thread ms':>13}{'torch ms':>10}{'ratio':>8}"
+          f"{'1-thread ratio':>16}")
+    for case in CASES:
+        med = {side: statistics.median(v) * 1e3 for side, v in samples[case].items()}
+        print(f"{case:<14}{med['groundup']:>12.3f}{med['serial']:>13.3f}{med['torch']:>10.3f}"
+              f"{med['torch'] / med['groundup']:>8.2f}{med['torch'] / med['serial']:>16.2f}")
 
 
 if __name__ == "__main__":

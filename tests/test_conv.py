@@ -387,3 +387,32 @@ def test_backward_rejects_dout_of_the_wrong_shape(layer):
     layer.forward(X4)
     with pytest.raises(ValueError, match=r"dout\.shape must be .*forward output's shape"):
         layer.backward(np.zeros((2, 2, 1, 1)))
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_pooling_backward_buffer_is_reused_only_when_asked(reuse):
+    rng = np.random.default_rng(2)
+    layer = Pooling(2, 2, 2)
+    layer.reuse_buffers = reuse
+    x = rng.standard_normal((2, 3, 4, 4))
+    out = layer.forward(x)
+    dx1 = layer.backward(np.ones_like(out))
+    kept = dx1.copy()
+    layer.forward(-x)
+    dx2 = layer.backward(np.ones_like(out))
+    assert (dx2 is dx1) == reuse
+    if not reuse:
+        assert np.array_equal(dx1, kept)
+
+
+def test_convolution_reuses_its_column_buffer_without_changing_results():
+    rng = np.random.default_rng(3)
+    layer = Convolution(rng.standard_normal((2, 3, 3, 3)), np.zeros(2), pad=1)
+    x1, x2 = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((2, 3, 5, 5))
+    layer.forward(x1)
+    buffer = layer.col
+    out2 = layer.forward(x2)
+    assert np.shares_memory(layer.col, buffer)
+    np.testing.assert_array_equal(layer.col, im2col(x2, 3, 3, 1, 1).T)
+    fresh = Convolution(layer.W, layer.b, pad=1)
+    np.testing.assert_array_equal(out2, fresh.forward(x2))

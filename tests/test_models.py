@@ -341,3 +341,61 @@ def test_save_where_a_file_blocks_the_directory(tmp_path):
     (tmp_path / "blocker").write_text("x")
     with pytest.raises(ValueError, match="save: "):
         io.save(TwoLayerNet(4, 3, 2, rng=0), tmp_path / "blocker" / "m.npz")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pad", [0, 1])
+def test_relu_then_max_pool_runs_swapped_with_identical_results(dtype, pad):
+    model = (Sequential((2, 6, 6), rng=3, dtype=dtype)
+             .add("conv", filters=3, kernel_size=3, pad=1).add("relu")
+             .add("pool", size=2, stride=2, pad=pad).add("dense", units=4))
+    model.params["b1"][...] = [0.2, -0.1, 0.0]  # zero inputs give ties, positive and not
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 2, 6, 6)).astype(dtype)
+    x[:2, :, :4, :4] = 0  # whole windows of equal conv outputs
+    x[2] = -np.abs(x[2])
+    t = np.array([0, 1, 2, 3, 0])
+    grads = {k: v.copy() for k, v in model.gradient(x, t).items()}
+    scores = model.predict(x)
+    swapped = model.predict(x, train_flg=True)
+    layers = list(model.layers.values())  # the book's order, run by hand
+    out = x
+    for layer in layers:
+        out = layer.forward(out, True)
+    assert np.array_equal(out, swapped)
+    model.last_layer.forward(out, t)
+    dout = model.last_layer.backward(1)
+    for layer in reversed(layers):
+        dout = layer.backward(dout)
+    for name, layer, attr in model._refs:
+        assert np.array_equal(getattr(layer, "d" + attr), grads[name]), name
+    assert scores.dtype == dtype
+    assert [type(layer).__name__ for layer in model._execution_order()][1:3] == ["Pooling",
+                                                                                  "Relu"]
+
+
+def test_reused_buffers_do_not_alias_results_across_steps():
+    model = SimpleConvNet((1, 8, 8), {"filter_num": 3, "filter_size": 3}, hidden_size=5,
+                          output_size=3, rng=2)
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.random((4, 1, 8, 8), dtype=np.float32), rng.random((4, 1, 8, 8), dtype=np.float32)
+    t = np.array([0, 1, 2, 0])
+    first = model.gradient(x1, t)
+    kept = {k: v.copy() for k, v in first.items()}
+    scores = model.predict(x1)
+    kept_scores = scores.copy()
+    second = model.gradient(x2, t)
+    model.predict(x2)
+    for k in first:
+        assert np.array_equal(first[k], kept[k]), k  # a later step never writes into them
+        assert not np.shares_memory(first[k], second[k]), k
+    assert np.array_equal(scores, kept_scores)
+    fresh = SimpleConvNet((1, 8, 8), {"filter_num": 3, "filter_size": 3}, hidden_size=5,
+                          output_size=3, rng=2)
+    for layer in fresh.layers.values():  # the same model without buffer reuse
+        if hasattr(layer, "reuse_buffers"):
+            layer.reuse_buffers = False
+    fresh.gradient(x1, t)
+    expected = fresh.gradient(x2, t)
+    for k in second:
+        assert np.array_equal(second[k], expected[k]), k

@@ -114,7 +114,10 @@ class Relu(Layer):
         return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout * self.mask
+        # dx in the memory order of x, so the layer below gets its gradient in the layout of
+        # its own output and needs no reordering copy
+        dx = np.empty_like(self.mask, dtype=np.result_type(dout, self.mask))
+        return np.multiply(dout, self.mask, out=dx)
 
 
 class LeakyRelu(Layer):

@@ -35,6 +35,7 @@ from groundup.layers import (
     Flatten,
     Layer,
     MSELoss,
+    Relu,
     SoftmaxWithLoss,
 )
 from groundup.numerical import numerical_gradient
@@ -128,6 +129,8 @@ class Sequential:
     def _register(self, layer: Layer, prefix: str, index: int, reg: Any = None,
                   bias_reg: Any = None) -> None:
         self.layers[f"{prefix}{index}"] = layer
+        if hasattr(layer, "reuse_buffers"):
+            layer.reuse_buffers = True  # gradient() hands each dx straight to the layer below
         for attr in layer.param_names:
             name = f"{attr}{index}"
             self.params[name] = getattr(layer, attr)
@@ -262,9 +265,31 @@ class Sequential:
         if batch_size is not None and not train_flg and x.shape[0] > batch_size:
             return np.concatenate([self.predict(x[i:i + batch_size])
                                    for i in range(0, x.shape[0], batch_size)])
-        for layer in self.layers.values():
+        for layer in self._execution_order():
             x = layer.forward(x, train_flg)
         return x
+
+    def _execution_order(self) -> list[Layer]:
+        """The layers in the order they compute, with ReLU → max pool run as max pool → ReLU.
+
+        max(relu(x)) = relu(max(x)) and both orders send the gradient to the same element
+        (the first maximum of a window when it is positive, nowhere otherwise), so outputs
+        and gradients are identical, while the ReLU then touches a quarter of the data.
+        """
+        layers = list(self.layers.values())
+        order: list[Layer] = []
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            if (type(layer) is Relu and type(following) is Pooling
+                    and following.mode == "max"):
+                order += [following, layer]
+                i += 2
+            else:
+                order.append(layer)
+                i += 1
+        return order
 
     def regularization_loss(self) -> float:
         return sum(reg.penalty(self.params[name]) for name, reg in self.regularizers.items())
@@ -282,7 +307,7 @@ class Sequential:
         """
         self.last_loss = self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        for layer in reversed(self.layers.values()):
+        for layer in reversed(self._execution_order()):
             dout = layer.backward(dout)
         grads = {name: getattr(layer, "d" + attr) for name, layer, attr in self._refs}
         for name, reg in self.regularizers.items():
