@@ -13,6 +13,7 @@ import warnings
 
 import pytest
 
+from groundup.search.space import BOOK_SPACE, SearchSpace
 from pg_helpers import find_binaries, postgres_server
 
 optuna = pytest.importorskip("optuna")
@@ -67,16 +68,42 @@ def test_two_machines_finish_exactly_the_requested_trials(pg_url, tmp_path):
 
 
 def _wait_running(url, name, timeout=120.0):
+    """The first RUNNING trial that has a worker and has drawn every searched parameter.
+
+    ``worker_pid`` is written before the parameters are suggested, so a trial seen only
+    with ``worker_pid`` may still lack some of them."""
+    searched = {n for n, p in SearchSpace.parse(BOOK_SPACE).params.items() if p.kind != "fixed"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             for t in _trials(url, name):
-                if t.state.name == "RUNNING" and "worker_pid" in t.user_attrs:
+                if t.state.name == "RUNNING" and "worker_pid" in t.user_attrs and \
+                        set(t.params) == searched:
                     return t
         except KeyError:
             pass
         time.sleep(0.1)
-    raise AssertionError("no trial started running")
+    raise AssertionError("no trial started running with all its parameters")
+
+
+def _wait_stale(url, name, trial, timeout=120.0):
+    """Wait until ``trial`` has gone ``grace_period`` seconds without a heartbeat (a trial
+    that never recorded one would never go stale, and this would fail here)."""
+    from groundup.search.storage import make_storage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = make_storage(url, heartbeat_interval=1, grace_period=3)
+    try:
+        study_id = storage.get_study_id_from_name(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if trial._trial_id in storage._get_stale_trial_ids(study_id):
+                return
+            time.sleep(0.2)
+    finally:
+        storage.engine.dispose()
+    raise AssertionError(f"trial {trial.number} did not go stale")
 
 
 def test_killed_machine_trial_fails_after_grace_and_resume_completes(pg_url, tmp_path):
@@ -91,8 +118,11 @@ def test_killed_machine_trial_fails_after_grace_and_resume_completes(pg_url, tmp
     finally:
         if victim_proc.poll() is None:
             victim_proc.kill()
+    killed = _trials(pg_url, "kill")[victim.number]
+    assert killed.state.name == "RUNNING" and killed.params == victim.params
+    _wait_stale(pg_url, "kill", victim)
+    # stale is not failed: only a worker's fail_stale_trials moves it to FAIL
     assert _trials(pg_url, "kill")[victim.number].state.name == "RUNNING"
-    time.sleep(4)  # the grace period passes without a heartbeat
     resumed = subprocess.run(_argv(pg_url, "kill", tmp_path / "b", 100, 2),
                              capture_output=True, env=ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr.decode()
