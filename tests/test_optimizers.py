@@ -516,3 +516,53 @@ def test_matches_torch_optim(name, kwargs, torch_name, torch_kwargs, dtype):
         rtol = 1e-9  # torch keeps NAdam's mu_product as a float32 scalar tensor
     for k in params:
         np.testing.assert_allclose(params[k], tensors[k].detach().numpy(), rtol=rtol)
+
+
+# -- the optional fused (numba) kernels give the NumPy path's bits -------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("cls", "kwargs"), [
+    (optimizers.SGD, {"momentum": 0.0}),
+    (optimizers.SGD, {"momentum": 0.9}),
+    (optimizers.SGD, {"momentum": 0.9, "nesterov": True}),
+    (optimizers.SGD, {"momentum": 0.8, "weight_decay": 1e-3}),
+    (optimizers.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "decay": 1e-2}),
+    (optimizers.SGD, {"momentum": 0.0, "weight_decay": 1e-2}),
+    (optimizers.Momentum, {}),
+    (optimizers.Adam, {}),
+    (optimizers.Adam, {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 1e-3}),
+    (optimizers.Adam, {"amsgrad": True}),
+    (optimizers.AdamW, {}),
+])
+def test_fused_update_equals_numpy_bit_for_bit(monkeypatch, dtype, cls, kwargs):
+    pytest.importorskip("numba")
+    from groundup import _fused
+
+    monkeypatch.setenv("GROUNDUP_NUMBA", "1")
+    assert _fused.kernels() is not None
+    rng = np.random.default_rng(7)
+    # one array above the parallel threshold, one small, one non-contiguous-shaped 2-D
+    shapes = [(300, 400), (50,), (20, 7)]
+    start = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
+    grads = [{k: rng.standard_normal(v.shape).astype(dtype) for k, v in start.items()}
+             for _ in range(6)]
+    results = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("GROUNDUP_NUMBA", flag)
+        params = {k: v.copy() for k, v in start.items()}
+        opt = cls(lr=0.05, **kwargs)
+        for g in grads:
+            opt.update(params, g)
+        results[flag] = (params, opt.state_dict())
+    for key in start:
+        np.testing.assert_array_equal(results["1"][0][key], results["0"][0][key], err_msg=key)
+        assert results["1"][0][key].dtype == dtype
+    for key, value in results["0"][1].items():
+        np.testing.assert_array_equal(results["1"][1][key], value, err_msg=key)
+
+
+def test_fused_kernels_can_be_turned_off(monkeypatch):
+    from groundup import _fused
+
+    monkeypatch.setenv("GROUNDUP_NUMBA", "0")
+    assert _fused.kernels() is None

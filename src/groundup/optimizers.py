@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from groundup import _fused
 from groundup._checks import check_choice, check_number, message, suggest, type_error, value_error
 
 __all__ = [
@@ -269,6 +270,24 @@ class Optimizer:
             self._segment(p, g, slots, work, c)
 
 
+def _fused_for(opt: Optimizer, cls: type, items: list) -> dict[str, Any] | None:
+    """The fused kernels when they apply, else None: numba is there, ``cls``'s own rule is
+    in use (not a subclass's), and every array is float32/float64, of one dtype and
+    C-contiguous.
+    """
+    kernels = _fused.kernels() if type(opt)._kernel is cls._kernel else None
+    if kernels is None or not all(_fusable(p, g, slots) for p, g, slots in items):
+        return None
+    return kernels
+
+
+def _fusable(p: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> bool:
+    """Arrays the fused kernels take: float32/float64, one dtype, C-contiguous."""
+    return (p.dtype in (np.float32, np.float64) and p.flags.c_contiguous
+            and g.dtype == p.dtype and g.flags.c_contiguous
+            and all(s.dtype == p.dtype and s.flags.c_contiguous for s in slots))
+
+
 def _check_unit(owner: str, arg: str, value: Any) -> float:
     return check_number(owner, arg, value, low=0.0, high=1.0, high_open=True)
 
@@ -312,6 +331,18 @@ class SGD(Optimizer):
 
     def _hyperparameters(self) -> dict[str, Any]:
         return {**super()._hyperparameters(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _run(self, items: list, c: tuple[float, ...]) -> None:
+        fused = _fused_for(self, SGD, items)
+        if fused is None:
+            super()._run(items, c)
+            return
+        for p, g, slots in items:
+            kind = p.dtype.type
+            buf = slots[0].reshape(-1) if slots else p.reshape(-1)  # unused without momentum
+            fused["sgd"](p.reshape(-1), g.reshape(-1), buf, kind(c[0]), kind(self.momentum),
+                         kind(self.weight_decay), self.nesterov, bool(self.momentum),
+                         bool(self.weight_decay))
 
     def _kernel(self, p, g, slots, work, c):
         (lr,), s, momentum = c, work[0], self.momentum
@@ -526,6 +557,19 @@ class Adam(Optimizer):
         bc1, bc2_sqrt = 1.0 - self.beta1 ** t, math.sqrt(1.0 - self.beta2 ** t)
         # lr * m_hat / (sqrt(v_hat) + eps) == (lr * bc2_sqrt / bc1) * m / (sqrt(v) + eps * bc2_sqrt)
         return lr, lr * bc2_sqrt / bc1, self.eps * bc2_sqrt
+
+    def _run(self, items: list, c: tuple[float, ...]) -> None:
+        fused = None if self.amsgrad else _fused_for(self, Adam, items)
+        if fused is None:
+            super()._run(items, c)
+            return
+        (_, step, eps_t) = c
+        for p, g, (m, v) in items:
+            kind = p.dtype.type
+            fused["adam"](p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                          kind(1.0 - self.beta1), kind(self.beta2), kind(1.0 - self.beta2),
+                          kind(eps_t), kind(step), kind(self.weight_decay),
+                          bool(self.weight_decay))
 
     def _kernel(self, p, g, slots, work, c):
         (_, step, eps_t), s = c, work[0]
