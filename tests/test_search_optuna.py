@@ -109,7 +109,10 @@ def _running_trial(journal, timeout=60.0):
                 study = None
             if study is not None:
                 for t in study.trials:
-                    if t.state.name == "RUNNING" and "worker_pid" in t.user_attrs:
+                    # the worker records its pid, then draws the parameters one by one:
+                    # wait for all of them so the snapshot can be compared with the retry
+                    if (t.state.name == "RUNNING" and "worker_pid" in t.user_attrs
+                            and {"lr", "weight_decay"} <= set(t.params)):
                         return t
         time.sleep(0.05)
     raise AssertionError("no trial started running")
