@@ -17,7 +17,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from groundup._checks import check_choice, check_number, suggest, type_error, value_error
-from groundup.io import model_arrays
+from groundup.io import model_arrays, write_text_atomic
 
 if TYPE_CHECKING:
     from groundup.train import Trainer
@@ -57,21 +56,6 @@ class Callback:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _monitored(owner: str, monitor: str, logs: Mapping[str, float]) -> float:

@@ -51,6 +51,21 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray],
     return path
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def read_npz(path: str | os.PathLike, expected_format: str,
              max_version: int = FORMAT_VERSION) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by ``atomic_write_npz``; returns ``(arrays, meta)``.

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from groundup._checks import check_number, value_error
-from groundup.callbacks import write_text_atomic
 from groundup.functions import softmax
+from groundup.io import write_text_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -147,8 +147,9 @@ def write_figures(result: Any, run_dir: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from groundup.io import write_text_atomic
     from groundup.search.random_search import random_search
-    from groundup.search.result import SearchResult, write_text
+    from groundup.search.result import SearchResult
 
     validate(args)
     space = SearchSpace.parse(args.param or list(BOOK_SPACE))
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
               **{k: v for k, v in vars(args).items() if k != "func"},
               "space": space.specs(), "data_source": source,
               "n_train": len(search_data.x_train), "n_val": len(search_data.x_val)}
-    write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
     result.write(run_dir)
     for note in write_figures(result, run_dir):
         print(f"note: {note}", file=sys.stderr)

@@ -21,7 +21,8 @@ import numpy as np
 
 from groundup import __version__, io, optimizers, regularizers, schedules
 from groundup._checks import check_choice, check_number, suggest, type_error, value_error
-from groundup.callbacks import history_csv, write_text_atomic
+from groundup.callbacks import history_csv
+from groundup.io import write_text_atomic
 from groundup.models import DeepConvNet, MultiLayerNetExtend, Sequential, SimpleConvNet
 from groundup.train import EarlyStopping, LearningRateScheduler, ReduceLROnPlateau, Trainer
 

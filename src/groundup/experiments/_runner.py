@@ -27,6 +27,7 @@ import numpy as np
 from groundup import __version__
 from groundup._checks import check_number, suggest, value_error
 from groundup.experiments._common import jsonable
+from groundup.io import write_text_atomic
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -153,30 +154,18 @@ class _quiet_nan:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(jsonable(payload), indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(jsonable(payload), indent=1, allow_nan=False) + "\n")
 
 
 def _map_seeds(name: str, configs: list[Any], workers: int) -> list[tuple]:
     if workers <= 1 or len(configs) == 1:
         return [_run_one(name, c) for c in configs]
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(dict.fromkeys(keys, threads))  # children read these when BLAS loads
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            return list(pool.map(_run_one, [name] * len(configs), configs))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    from groundup.search.pool import blas_threads_env
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with (blas_threads_env(threads),
+          ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool):
+        return list(pool.map(_run_one, [name] * len(configs), configs))
 
 
 def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | None = None,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from groundup._checks import check_choice, check_number, message, value_error
-from groundup.search.pool import one_blas_thread, single_thread_env
+from groundup.search.pool import blas_threads_env, one_blas_thread
 from groundup.search.random_search import check_data, trial_defaults
 from groundup.search.result import SearchResult
 from groundup.search.space import OWNER, SearchSpace
@@ -248,7 +248,7 @@ def _run_workers(shared: dict[str, Any], verbose: bool) -> None:
 
     def start() -> None:
         nonlocal started
-        with single_thread_env():
+        with blas_threads_env():
             proc = ctx.Process(target=_work_process, args=(shared, started), daemon=True)
             proc.start()
         started += 1

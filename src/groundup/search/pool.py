@@ -19,13 +19,14 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @contextlib.contextmanager
-def single_thread_env() -> Iterator[None]:
-    """Children started inside see one BLAS/OpenMP thread each: N processes on N cores
-    run faster without each one also spreading its matrix products over every core."""
+def blas_threads_env(threads: int = 1) -> Iterator[None]:
+    """Children started inside see ``threads`` BLAS/OpenMP threads each (read when BLAS
+    loads): N processes on N cores run faster without each one also spreading its matrix
+    products over every core."""
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
     try:
         for key in THREAD_VARS:
-            os.environ[key] = "1"
+            os.environ[key] = str(threads)
         yield
     finally:
         for key, value in saved.items():
@@ -68,7 +69,7 @@ def run_pool(fn: Callable[[Any, Any], Any], shared: Any, tasks: list[tuple[Any, 
 
     def start() -> None:
         inbox = ctx.Queue()
-        with single_thread_env():
+        with blas_threads_env():
             proc = ctx.Process(target=_serve, args=(fn, shared, inbox, outbox), daemon=True)
             proc.start()
         procs[proc.pid] = (proc, inbox)

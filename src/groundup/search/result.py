@@ -7,20 +7,12 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from groundup._checks import value_error
+from groundup.io import write_text_atomic
 from groundup.search.space import OWNER, SearchSpace
-
-
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 class SearchResult:
@@ -83,10 +75,10 @@ class SearchResult:
             writer.writerow([t["number"], t["state"], f"{t['score']:.6g}",
                              *(t["params"].get(n, "") for n in names), t.get("epochs_run", 0),
                              t.get("seed", ""), f"{t.get('duration_s', 0.0):.3f}"])
-        write_text(run_dir / "trials.csv", buffer.getvalue())
-        write_text(run_dir / "trials.json", json.dumps(self.to_dict(), indent=1) + "\n")
+        write_text_atomic(run_dir / "trials.csv", buffer.getvalue())
+        write_text_atomic(run_dir / "trials.json", json.dumps(self.to_dict(), indent=1) + "\n")
         best = {"best": self.best, "space": self.space.specs(), "settings": self.settings,
                 "trials_complete": len(self.completed), "trials_total": len(self.trials),
                 "total_epochs": self.total_epochs()}
-        write_text(run_dir / "best.json", json.dumps(best, indent=2) + "\n")
+        write_text_atomic(run_dir / "best.json", json.dumps(best, indent=2) + "\n")
         return run_dir
