@@ -525,6 +525,19 @@ class Adadelta(Optimizer):
         p -= delta
 
 
+def _update_moments(g: np.ndarray, m: np.ndarray, v: np.ndarray, s: np.ndarray,
+                    beta1: float, beta2: float) -> None:
+    """In place, with ``s`` as scratch: ``m += (1 - beta1) * (g - m)`` (torch's lerp form of
+    ``beta1 * m + (1 - beta1) * g``) and ``v = beta2 * v + (1 - beta2) * g²``."""
+    np.subtract(g, m, out=s)
+    s *= 1.0 - beta1
+    m += s
+    v *= beta2
+    np.multiply(g, g, out=s)
+    s *= 1.0 - beta2
+    v += s
+
+
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam`` (eps added after the bias correction of ``v``).
 
@@ -574,13 +587,7 @@ class Adam(Optimizer):
     def _kernel(self, p, g, slots, work, c):
         (_, step, eps_t), s = c, work[0]
         m, v = slots[0], slots[1]
-        np.subtract(g, m, out=s)
-        s *= 1.0 - self.beta1
-        m += s
-        v *= self.beta2
-        np.multiply(g, g, out=s)
-        s *= 1.0 - self.beta2
-        v += s
+        _update_moments(g, m, v, s, self.beta1, self.beta2)
         if self.amsgrad:
             np.maximum(slots[2], v, out=slots[2])
             v = slots[2]
@@ -655,13 +662,7 @@ class Nadam(Optimizer):
 
     def _kernel(self, p, g, slots, work, c):
         (c_g, c_m, eps_t), (m, v), (s, t) = c, slots, work[:2]
-        np.subtract(g, m, out=s)
-        s *= 1.0 - self.beta1
-        m += s
-        v *= self.beta2
-        np.multiply(g, g, out=s)
-        s *= 1.0 - self.beta2
-        v += s
+        _update_moments(g, m, v, s, self.beta1, self.beta2)
         np.sqrt(v, out=s)
         s += eps_t
         np.divide(g, s, out=t)
