@@ -134,7 +134,11 @@ class Trainer:
 
     def evaluate(self, x: np.ndarray, t: np.ndarray, batch_size: int = 1000) -> dict[str, float]:
         """Evaluation-mode loss (with the regularization penalty) and accuracy, in batches."""
-        labels = self._check_xy(x, t, "eval")
+        return self._evaluate(x, self._check_xy(x, t, "eval"), batch_size)
+
+    def _evaluate(self, x: np.ndarray, labels: np.ndarray,
+                  batch_size: int = 1000) -> dict[str, float]:
+        """``evaluate`` on inputs already checked, with class-index ``labels``."""
         total, correct = 0.0, 0
         for i in range(0, len(x), batch_size):
             y = self.model.predict(x[i:i + batch_size], train_flg=False)
@@ -260,14 +264,12 @@ class Trainer:
                          low_open=True, high_open=True)
             cut = len(x) - int(round(len(x) * validation_split))
             x, t, validation = x[:cut], t[:cut], (x[cut:], t[cut:])
-        self._check_xy(x, t, "train")
-        sets = {"train": (x, t)}
+        # checked once here: the per-epoch evaluation reuses the class-index labels
+        sets = {"train": (x, self._check_xy(x, t, "train"))}
         if validation is not None:
-            self._check_xy(*validation, "val")
-            sets["val"] = validation
+            sets["val"] = (validation[0], self._check_xy(*validation, "val"))
         if test is not None:
-            self._check_xy(*test, "test")
-            sets["test"] = test
+            sets["test"] = (test[0], self._check_xy(*test, "test"))
         if resume and self._resume is None:
             if checkpoint_dir is None:
                 raise value_error("Trainer.fit", "checkpoint_dir", "a directory with resume=True",
@@ -313,10 +315,10 @@ class Trainer:
                 if self.stop_training:  # stopped mid-epoch by a batch callback
                     break
                 logs = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-                for name, (xs, ts) in sets.items():
+                for name, (xs, labels) in sets.items():
                     if eval_sample_num is not None:
-                        xs, ts = xs[:eval_sample_num], ts[:eval_sample_num]
-                    metrics = self.evaluate(xs, ts)
+                        xs, labels = xs[:eval_sample_num], labels[:eval_sample_num]
+                    metrics = self._evaluate(xs, labels)
                     if name != "train":
                         logs[f"{name}_loss"] = metrics["loss"]
                     logs[f"{name}_accuracy"] = metrics["accuracy"]
@@ -359,6 +361,15 @@ class Trainer:
                 self.rng.bit_generator.state = current
         for cb in self.callbacks:
             cb.on_epoch_begin(self, epoch)
+        # a diverging run is reported once, by TerminateOnNaN, not as warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self._run_steps(x, t, epoch, batch_size, order, start, losses, epoch_rng)
+        return losses
+
+    def _run_steps(self, x: np.ndarray, t: np.ndarray, epoch: int, batch_size: int,
+                   order: np.ndarray | None, start: int, losses: list[float],
+                   epoch_rng: dict[str, Any] | None) -> None:
+        n = len(x)
         for step in range(start, self.steps_per_epoch):
             self.step = step
             for cb in self.callbacks:
@@ -367,9 +378,7 @@ class Trainer:
                 idx = self.rng.choice(n, batch_size)
             else:
                 idx = order[step * batch_size:(step + 1) * batch_size]
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                # a diverging run is reported once, by TerminateOnNaN, not as warnings
-                grads = self.model.gradient(x[idx], t[idx])
+            grads = self.model.gradient(x[idx], t[idx])
             loss = float(self.model.last_loss)
             for cb in self.callbacks:
                 cb.on_batch_end(self, epoch, step, loss)
@@ -382,7 +391,6 @@ class Trainer:
                 if self.step < self.steps_per_epoch:
                     self.save_checkpoint(self.checkpoint_path, losses=losses, epoch_rng=epoch_rng)
                     raise KeyboardInterrupt
-        return losses
 
 
 class BookTrainer:
