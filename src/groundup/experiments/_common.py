@@ -104,6 +104,28 @@ def tail_mean(values: list[float], count: int = 10) -> float:
     return float(np.mean(tail)) if tail else float("nan")
 
 
+def smoothed_losses(rows: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+    """Each row's per-step ``loss`` (None once training stopped) smoothed as in the book."""
+    return {key: smooth([np.nan if v is None else v for v in row["loss"]])
+            for key, row in rows.items()}
+
+
+def loss_figure(series: dict[str, list[float]], labels: dict[str, str], markers: list[str],
+                ylim: float, title: str, path: Any) -> Any:
+    """The book's smoothed-loss comparison: one marked line per series, saved to ``path``."""
+    from groundup.plotting import pyplot, save_figure
+
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    for marker, (key, y) in zip(markers, series.items(), strict=True):
+        ax.plot(np.arange(len(y)), y, marker=marker, markevery=100, label=labels[key])
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("loss (smoothed)")
+    ax.set_ylim(0, ylim)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
 def data_title(data: dict[str, Any]) -> str:
     return f"{data['name']} ({data['n_train']:,} train / {data['n_test']:,} test)"
 

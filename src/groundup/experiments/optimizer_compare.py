@@ -86,25 +86,17 @@ def metrics(results: dict[str, Any]) -> dict[str, float]:
 
 
 def curves(results: dict[str, Any]) -> dict[str, Any]:
-    series = {name: c.smooth([np.nan if v is None else v for v in row["loss"]])
-              for name, row in results["optimizers"].items()}
     return {"smoothed training loss": {"xlabel": "iterations", "ylabel": "loss",
-                                       "ylim": [0, 1], "series": series}}
+                                       "ylim": [0, 1],
+                                       "series": c.smoothed_losses(results["optimizers"])}}
 
 
 def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    from groundup.plotting import pyplot, save_figure
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = results["optimizers"]
     markers = {"sgd": "o", "momentum": "x", "adagrad": "s", "adam": "D"}
-    for name, row in results["optimizers"].items():
-        y = c.smooth([np.nan if v is None else v for v in row["loss"]])
-        ax.plot(np.arange(len(y)), y, marker=markers.get(name, "."), markevery=100,
-                label=f"{name} (lr {row['lr']:g}; test acc {row['test_accuracy']:.3f})")
-    ax.set_xlabel("iterations")
-    ax.set_ylabel("loss (smoothed)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title(f"optimizers on {c.data_title(results['data'])}", fontsize=10)
-    return [save_figure(fig, out_dir / "optimizer_compare.png")]
+    labels = {name: f"{name} (lr {row['lr']:g}; test acc {row['test_accuracy']:.3f})"
+              for name, row in rows.items()}
+    return [c.loss_figure(c.smoothed_losses(rows), labels,
+                          [markers.get(name, ".") for name in rows], 1,
+                          f"optimizers on {c.data_title(results['data'])}",
+                          out_dir / "optimizer_compare.png")]

@@ -99,25 +99,16 @@ def metrics(results: dict[str, Any]) -> dict[str, float]:
 
 
 def curves(results: dict[str, Any]) -> dict[str, Any]:
-    series = {key: c.smooth([np.nan if v is None else v for v in row["loss"]])
-              for key, row in results["inits"].items()}
     return {"smoothed training loss": {"xlabel": "iterations", "ylabel": "loss",
-                                       "ylim": [0, 2.5], "series": series}}
+                                       "ylim": [0, 2.5],
+                                       "series": c.smoothed_losses(results["inits"])}}
 
 
 def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    from groundup.plotting import pyplot, save_figure
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = results["inits"]
     markers = ["o", "s", "D", "x", "^"]
-    for i, (key, row) in enumerate(results["inits"].items()):
-        y = c.smooth([np.nan if v is None else v for v in row["loss"]])
-        ax.plot(np.arange(len(y)), y, marker=markers[i % len(markers)], markevery=100,
-                label=f"{key} (test acc {row['test_accuracy']:.3f})")
-    ax.set_xlabel("iterations")
-    ax.set_ylabel("loss (smoothed)")
-    ax.set_ylim(0, 2.5)
-    ax.legend(fontsize=8)
-    ax.set_title(f"weight initialization on {c.data_title(results['data'])}", fontsize=10)
-    return [save_figure(fig, out_dir / "weight_init_compare.png")]
+    labels = {key: f"{key} (test acc {row['test_accuracy']:.3f})" for key, row in rows.items()}
+    return [c.loss_figure(c.smoothed_losses(rows), labels,
+                          [markers[i % len(markers)] for i in range(len(rows))], 2.5,
+                          f"weight initialization on {c.data_title(results['data'])}",
+                          out_dir / "weight_init_compare.png")]
