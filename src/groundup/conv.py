@@ -20,10 +20,11 @@ import math
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
+from groundup import _threads
 from groundup._checks import check_array, check_choice, check_number, type_error, value_error
-from groundup.layers import Layer
+from groundup.layers import Layer, Relu
 
 
 def _output_size(owner: str, size: int, window: int, stride: int, pad: int,
@@ -88,6 +89,15 @@ def _fold(col: np.ndarray, input_shape: tuple[int, int, int, int], filter_h: int
     return img[:, pad:pad + h, pad:pad + w, :].transpose(0, 3, 1, 2)
 
 
+def _zero_pad(x: np.ndarray, pad: int) -> np.ndarray:
+    if not pad:
+        return x
+    n, c, h, w = x.shape
+    padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype)
+    padded[:, :, pad:pad + h, pad:pad + w] = x
+    return padded
+
+
 def _unfold_t(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int,
               out_h: int, out_w: int, out: np.ndarray | None = None) -> np.ndarray:
     """``_unfold(...).T`` built directly: rows (c, fh, fw), columns (n, oh, ow).
@@ -95,11 +105,8 @@ def _unfold_t(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int
     One strided copy per filter offset, each moving runs of OW pixels, instead of runs of
     FW in the row layout: several times faster for the small filters of these nets.
     """
-    n, c, h, w = x.shape
-    if pad:
-        padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype)
-        padded[:, :, pad:pad + h, pad:pad + w] = x
-        x = padded
+    n, c = x.shape[:2]
+    x = _zero_pad(x, pad)
     xt = x.transpose(1, 0, 2, 3)  # (C, N, H', W') view
     h_stop = stride * (out_h - 1) + 1
     w_stop = stride * (out_w - 1) + 1
@@ -214,16 +221,21 @@ class Convolution(Layer):
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None
 
-    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+    def output_hw(self, x: np.ndarray) -> tuple[int, int]:
+        """Check ``x`` against the filters and return the output's (OH, OW)."""
         owner = "Convolution"
         _check_images(owner, "x", x)
-        fn, c, fh, fw = self.W.shape
+        c, fh, fw = self.W.shape[1:]
         if x.shape[1] != c:
             raise value_error(owner, "x.shape", f"(N, {c}, H, W) to match W.shape[1] (C)",
                               f"={x.shape}")
-        n, _, h, w = x.shape
-        out_h = _output_size(owner, h, fh, self.stride, self.pad, "height")
-        out_w = _output_size(owner, w, fw, self.stride, self.pad, "width")
+        return (_output_size(owner, x.shape[2], fh, self.stride, self.pad, "height"),
+                _output_size(owner, x.shape[3], fw, self.stride, self.pad, "width"))
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        out_h, out_w = self.output_hw(x)
+        fn, c, fh, fw = self.W.shape
+        n = x.shape[0]
         # columns are (n, oh, ow): the product lands in (FN, N, OH, OW) memory order, where
         # the bias, pooling and db below all run over contiguous rows
         col_t = _unfold_t(x, fh, fw, self.stride, self.pad, out_h, out_w,
@@ -413,3 +425,209 @@ class Pooling(Layer):
     def get_config(self) -> dict[str, Any]:
         return {"pool_h": self.pool_h, "pool_w": self.pool_w, "stride": self.stride,
                 "pad": self.pad, "mode": self.mode}
+
+
+class ConvReluPool:
+    """Convolution → ReLU → max pooling over non-overlapping windows, computed as one block.
+
+    A model runs this in place of its three layers (in either order of ReLU and pooling);
+    the layers keep their parameters and receive ``dW``/``db`` as if they had run alone.
+    The im2col columns are ordered (window offset, n, i, j) instead of (n, oh, ow), so the
+    product W_col · col holds one contiguous (FN, N·QH·QW) block per window offset and
+    pooling is a running maximum over those blocks (the first maximum wins ties, as
+    argmax picks it). The bias is added after pooling, to a quarter of the data:
+    max(y) + b equals max(y + b) exactly because rounding is monotone. Backward
+    scatters dout into the winning blocks, so dW = D · colᵀ is one product, and db is a
+    sum over the pooled map. Results equal the layer-by-layer ones up to float rounding
+    (the order of the sums in dW, db and dx differs).
+
+    Inside ``_threads.own_threads()`` the work is split by output channels (and the
+    im2col copy by samples) over groundup's threads; every element is computed the same
+    way whatever the split. Buffers are kept across calls and never handed out, except
+    the output when ``reuse_output`` is set (by a model, when another layer consumes the
+    output within the same step).
+
+    Inputs the block does not tile (a pooled size that does not divide the convolution's
+    output) run the three layers one by one.
+    """
+
+    def __init__(self, conv: Convolution, relu: Layer, pool: Pooling) -> None:
+        self.conv = conv
+        self.relu = relu
+        self.pool = pool
+        self.reuse_output = False
+        self._buffers: dict[str, np.ndarray] = {}
+        self._split: bool | None = None  # None: no forward yet; True: layer by layer
+
+    @staticmethod
+    def fusable(conv: Any, relu: Any, pool: Any) -> bool:
+        """Whether three consecutive layers (ReLU and pooling in either order) qualify."""
+        if type(relu) is Pooling and type(pool) is Relu:
+            relu, pool = pool, relu
+        return (type(conv) is Convolution and type(relu) is Relu and type(pool) is Pooling
+                and pool.mode == "max" and pool.pad == 0
+                and pool.stride == pool.pool_h == pool.pool_w)
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(shape, dtype=dtype)
+        return buf
+
+    @staticmethod
+    def _parts(size: int, threads: int) -> list[tuple[int, int]]:
+        return _threads.bounds(size, max(1, min(threads, size)))
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        conv, pool = self.conv, self.pool
+        out_h, out_w = conv.output_hw(x)
+        ph, pw = pool.pool_h, pool.pool_w
+        self._split = out_h % ph != 0 or out_w % pw != 0
+        if self._split:
+            for layer in (conv, self.relu, pool):
+                x = layer.forward(x, train_flg)
+            return x
+        fn, c, fh, fw = conv.W.shape
+        n = x.shape[0]
+        s = conv.stride
+        qh, qw = out_h // ph, out_w // pw
+        windows, m = ph * pw, n * qh * qw
+        dtype = np.result_type(x.dtype, conv.W.dtype)
+        threads = _threads.splitting()
+        xp = _zero_pad(x, conv.pad)
+        sn, sc, sh, sw = xp.strides
+        # view[p, q, c, a, b, n, i, j] = xp[n, c, s·(ph·i + p) + a, s·(pw·j + q) + b]: a
+        # read-only view of valid memory (the last index is s·(OH - 1) + FH - 1 < H')
+        view = as_strided(xp, shape=(ph, pw, c, fh, fw, n, qh, qw),
+                          strides=(s * sh, s * sw, sc, sh, sw, sn, s * ph * sh, s * pw * sw),
+                          writeable=False)
+        col = self._buffer("col", (c * fh * fw, windows, m), dtype)  # rows (c, a, b)
+        col8 = col.reshape(c, fh, fw, ph, pw, n, qh, qw)
+        y = self._buffer("y", (fn, windows, m), dtype)
+        w_col = conv.W.reshape(fn, -1)
+
+        def unfold_and_multiply(lo: int, hi: int) -> None:  # window offsets lo..hi-1
+            for k in range(lo, hi):
+                p, q = divmod(k, pw)
+                np.copyto(col8[:, :, :, p, q], view[p, q])
+                np.matmul(w_col, col[:, k], out=y[:, k])
+
+        _threads.run(unfold_and_multiply, self._parts(windows, threads))
+        if self.reuse_output:
+            out = self._buffer("out", (n, fn, qh, qw), dtype)
+        else:
+            out = np.empty((n, fn, qh, qw), dtype=dtype)  # the (N, C, H, W) order Affine wants
+        work = {"y": y, "pooled": self._buffer("pooled", (fn, m), dtype),
+                "out_t": out.transpose(1, 0, 2, 3)}
+        if train_flg:
+            index = np.uint8 if windows <= 256 else np.intp
+            work.update(arg=self._buffer("arg", (fn, m), index),
+                        greater=self._buffer("greater", (fn, m), bool),
+                        moved=self._buffer("moved", (fn, m), index),
+                        mask=self._buffer("mask", (fn, n, qh, qw), bool))
+        _threads.run(lambda lo, hi: self._pool_channels(lo, hi, work, train_flg),
+                     self._parts(fn, threads))
+        # the layers' own state would be stale: their backward must not run on it
+        conv.x_shape, conv.out_hw, conv.col = x.shape, (out_h, out_w), None
+        self.relu.mask = pool.x = None
+        if train_flg:
+            self._work = work
+            self._geometry = (x.shape, out_h, out_w)
+        return out
+
+    def _pool_channels(self, lo: int, hi: int, work: dict[str, Any], train_flg: bool) -> None:
+        """Max over the window blocks, + bias, ReLU, for output channels lo..hi-1."""
+        y = work["y"][lo:hi]
+        pooled = work["pooled"][lo:hi]
+        np.copyto(pooled, y[:, 0])
+        if train_flg:
+            arg, greater, moved = work["arg"][lo:hi], work["greater"][lo:hi], work["moved"][lo:hi]
+            arg[...] = 0
+        for k in range(1, y.shape[1]):
+            if train_flg:
+                np.greater(y[:, k], pooled, out=greater)
+                # offsets only grow, so max(arg, k·greater) sets arg = k where greater
+                np.multiply(greater, arg.dtype.type(k), out=moved)
+                np.maximum(arg, moved, out=arg)
+            np.maximum(pooled, y[:, k], out=pooled)
+        out_t = work["out_t"][lo:hi]
+        np.add(pooled.reshape(out_t.shape), self.conv.b[lo:hi].reshape(-1, 1, 1, 1), out=out_t)
+        if train_flg:
+            np.greater(out_t, 0, out=work["mask"][lo:hi])
+        np.maximum(out_t, 0, out=out_t)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        if self._split is None:
+            raise RuntimeError("ConvReluPool: backward called before forward.")
+        if self._split:
+            for layer in (self.pool, self.relu, self.conv):
+                dout = layer.backward(dout)
+            return dout
+        conv = self.conv
+        fn, c, fh, fw = conv.W.shape
+        x_shape, out_h, out_w = self._geometry
+        n = x_shape[0]
+        ph, pw = self.pool.pool_h, self.pool.pool_w
+        qh, qw = out_h // ph, out_w // pw
+        windows, m = ph * pw, n * qh * qw
+        if dout.shape != (n, fn, qh, qw):
+            raise value_error("ConvReluPool", "dout.shape", f"{(n, fn, qh, qw)} (the forward "
+                              "output's shape)", f"={dout.shape}")
+        work = self._work
+        dtype = work["y"].dtype
+        threads = _threads.splitting()
+        dpool = self._buffer("dpool", (fn, n, qh, qw), dtype)
+        db = np.empty(fn, dtype=dtype)
+        dout_t, mask = dout.transpose(1, 0, 2, 3), work["mask"]
+
+        def relu_grad(lo: int, hi: int) -> None:  # output channels lo..hi-1
+            np.multiply(dout_t[lo:hi], mask[lo:hi], out=dpool[lo:hi])
+            db[lo:hi] = dpool[lo:hi].reshape(hi - lo, -1).sum(axis=1)
+
+        _threads.run(relu_grad, self._parts(fn, threads))
+        dpool = dpool.reshape(fn, m)
+        col = self._buffers["col"]
+        d = self._buffer("d", (fn, windows, m), dtype)
+        hit = self._buffer("hit", (windows, fn, m), bool)
+        partial = np.empty((windows, fn, c * fh * fw), dtype=dtype)
+        arg = work["arg"]
+
+        def scatter_and_multiply(lo: int, hi: int) -> None:  # window offsets lo..hi-1
+            for k in range(lo, hi):
+                np.equal(arg, k, out=hit[k])
+                np.multiply(dpool, hit[k], out=d[:, k])
+                np.matmul(d[:, k], col[:, k].T, out=partial[k])
+
+        _threads.run(scatter_and_multiply, self._parts(windows, threads))
+        dw = partial[0]
+        for k in range(1, windows):  # a fixed order, whatever the thread count
+            dw += partial[k]
+        conv.db = db
+        conv.dW = dw.reshape(conv.W.shape)
+        if not conv.needs_input_grad:
+            return None
+        dcol = np.empty((c * fh * fw, windows, m), dtype=dtype)
+        w_t = conv.W.reshape(fn, -1).T
+
+        def multiply(lo: int, hi: int) -> None:
+            for k in range(lo, hi):
+                np.matmul(w_t, d[:, k], out=dcol[:, k])
+
+        _threads.run(multiply, self._parts(windows, threads))
+        dcol = dcol.reshape(c, fh, fw, ph, pw, n, qh, qw)
+        pad, s = conv.pad, conv.stride
+        img = np.zeros((c, n, x_shape[2] + 2 * pad, x_shape[3] + 2 * pad), dtype=dtype)
+        step_h, step_w = s * ph, s * pw
+
+        def fold(lo: int, hi: int) -> None:  # input channels lo..hi-1
+            for a in range(fh):
+                for b in range(fw):
+                    for p in range(ph):
+                        for q in range(pw):
+                            top, left = s * p + a, s * q + b
+                            target = img[lo:hi, :, top:top + step_h * (qh - 1) + 1:step_h,
+                                         left:left + step_w * (qw - 1) + 1:step_w]
+                            target += dcol[lo:hi, a, b, p, q]
+
+        _threads.run(fold, self._parts(c, threads))
+        return img[:, :, pad:pad + x_shape[2], pad:pad + x_shape[3]].transpose(1, 0, 2, 3)

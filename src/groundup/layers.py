@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from groundup import _threads
 from groundup._checks import (
     check_array,
     check_choice,
@@ -25,6 +26,9 @@ from groundup._checks import (
     value_error,
 )
 from groundup.functions import log_softmax, sigmoid
+
+# Below this many multiply-adds per thread, a product is not split over threads.
+_MIN_SPLIT_MACS = 1 << 20
 
 
 class Layer:
@@ -79,6 +83,17 @@ class Affine(Layer):
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None
         self.needs_input_grad = True
+        # Set by a model that consumes dx at once: backward may then write dx into the same
+        # buffer every step instead of faulting in fresh pages.
+        self.reuse_buffers = False
+        self._dx: np.ndarray | None = None
+
+    def _threads(self, rows: int) -> int:
+        """Threads to split this layer's products over (inside ``own_threads()`` only)."""
+        threads = _threads.splitting()
+        if threads > 1 and rows * self.W.size >= threads * _MIN_SPLIT_MACS:
+            return min(threads, rows)
+        return 1
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
         self.original_x_shape = x.shape
@@ -87,16 +102,45 @@ class Affine(Layer):
             raise value_error("Affine", "x.shape", f"(N, {self.W.shape[0]}) after flattening",
                               f"={self.original_x_shape}")
         self.x = x
-        return x @ self.W + self.b  # (N, M)
+        threads = self._threads(x.shape[0])
+        if threads == 1:
+            return x @ self.W + self.b  # (N, M)
+        out = np.empty((x.shape[0], self.W.shape[1]), dtype=np.result_type(x, self.W))
+
+        def rows(lo: int, hi: int) -> None:  # each row is computed as in the one-part product
+            np.matmul(x[lo:hi], self.W, out=out[lo:hi])
+            out[lo:hi] += self.b
+
+        _threads.run(rows, _threads.bounds(x.shape[0], threads))
+        return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         if self.x is None:
             raise RuntimeError("Affine: backward called before forward.")
-        self.dW = self.x.T @ dout  # (D, M)
+        x, W = self.x, self.W
         self.db = dout.sum(axis=0)
-        if not self.needs_input_grad:
-            return None
-        return (dout @ self.W.T).reshape(self.original_x_shape)
+        threads = self._threads(x.shape[0])
+        if threads == 1:
+            self.dW = x.T @ dout  # (D, M)
+            if not self.needs_input_grad:
+                return None
+            return (dout @ W.T).reshape(self.original_x_shape)
+        dtype = np.result_type(x, dout)
+        self.dW = np.empty(W.shape, dtype=dtype)
+        dx = None
+        if self.needs_input_grad:
+            dx = self._dx
+            if not (self.reuse_buffers and dx is not None and dx.shape == x.shape
+                    and dx.dtype == np.result_type(dout, W)):
+                dx = np.empty(x.shape, dtype=np.result_type(dout, W))
+                self._dx = dx if self.reuse_buffers else None
+        def part(lo: int, hi: int) -> None:  # input features lo..hi-1 of dW and dx
+            np.matmul(x[:, lo:hi].T, dout, out=self.dW[lo:hi])
+            if dx is not None:
+                np.matmul(dout, W[lo:hi].T, out=dx[:, lo:hi])
+
+        _threads.run(part, _threads.bounds(W.shape[0], threads))
+        return None if dx is None else dx.reshape(self.original_x_shape)
 
 
 class Relu(Layer):
@@ -114,6 +158,8 @@ class Relu(Layer):
         return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.mask is None:
+            raise RuntimeError("Relu: backward called before forward.")
         # dx in the memory order of x, so the layer below gets its gradient in the layout of
         # its own output and needs no reordering copy
         dx = np.empty_like(self.mask, dtype=np.result_type(dout, self.mask))

@@ -13,11 +13,12 @@ dropout and the book's batch norm (eps 1e-6, momentum 0.9, biased running varian
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 
-from groundup import initializers, regularizers
+from groundup import _threads, initializers, regularizers
 from groundup._checks import (
     check_array,
     check_choice,
@@ -26,7 +27,7 @@ from groundup._checks import (
     type_error,
     value_error,
 )
-from groundup.conv import Convolution, Pooling
+from groundup.conv import Convolution, ConvReluPool, Pooling
 from groundup.layers import (
     ACTIVATIONS,
     Affine,
@@ -265,31 +266,54 @@ class Sequential:
         if batch_size is not None and not train_flg and x.shape[0] > batch_size:
             return np.concatenate([self.predict(x[i:i + batch_size])
                                    for i in range(0, x.shape[0], batch_size)])
-        for layer in self._execution_order():
-            x = layer.forward(x, train_flg)
+        with self._threads():
+            for layer in self._execution_order():
+                x = layer.forward(x, train_flg)
         return x
 
-    def _execution_order(self) -> list[Layer]:
-        """The layers in the order they compute, with ReLU → max pool run as max pool → ReLU.
+    def _execution_order(self) -> list[Layer | ConvReluPool]:
+        """The layers in the order they compute, with two rewrites that keep the results.
 
-        max(relu(x)) = relu(max(x)) and both orders send the gradient to the same element
-        (the first maximum of a window when it is positive, nowhere otherwise), so outputs
-        and gradients are identical, while the ReLU then touches a quarter of the data.
+        Convolution → ReLU → max pooling over non-overlapping windows runs as one
+        ``ConvReluPool`` block (pooling the raw products, adding the bias to the pooled
+        map only). Otherwise ReLU → max pool runs as max pool → ReLU: max(relu(x)) =
+        relu(max(x)) and both orders send the gradient to the same element (the first
+        maximum of a window when it is positive, nowhere otherwise), so outputs and
+        gradients are identical, while the ReLU then touches a quarter of the data.
+        The list is built once per set of layers (blocks keep buffers across steps).
         """
-        layers = list(self.layers.values())
-        order: list[Layer] = []
+        layers = tuple(self.layers.values())
+        cached = getattr(self, "_order", None)
+        if cached is not None and cached[0] == layers:
+            return cached[1]
+        order: list[Layer | ConvReluPool] = []
         i = 0
         while i < len(layers):
             layer = layers[i]
             following = layers[i + 1] if i + 1 < len(layers) else None
-            if (type(layer) is Relu and type(following) is Pooling
+            third = layers[i + 2] if i + 2 < len(layers) else None
+            if ConvReluPool.fusable(layer, following, third):
+                relu, pool = (following, third) if type(following) is Relu else (third, following)
+                order.append(ConvReluPool(layer, relu, pool))
+                i += 3
+            elif (type(layer) is Relu and type(following) is Pooling
                     and following.mode == "max"):
                 order += [following, layer]
                 i += 2
             else:
                 order.append(layer)
                 i += 1
+        for block in order:
+            if isinstance(block, ConvReluPool):
+                block.reuse_output = block is not order[-1]  # the next layer consumes it
+        self._order = (layers, order)
         return order
+
+    def _threads(self) -> Any:
+        """``own_threads()`` for models with convolution blocks (see ``groundup._threads``)."""
+        if any(isinstance(block, ConvReluPool) for block in self._execution_order()):
+            return _threads.own_threads()
+        return contextlib.nullcontext()
 
     def regularization_loss(self) -> float:
         return sum(reg.penalty(self.params[name]) for name, reg in self.regularizers.items())
@@ -305,10 +329,11 @@ class Sequential:
         The loss of this very forward pass is kept in ``last_loss`` so a trainer can log it
         without a second forward pass.
         """
-        self.last_loss = self.loss(x, t, train_flg=True)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(self._execution_order()):
-            dout = layer.backward(dout)
+        with self._threads():
+            self.last_loss = self.loss(x, t, train_flg=True)
+            dout = self.last_layer.backward(1)
+            for layer in reversed(self._execution_order()):
+                dout = layer.backward(dout)
         grads = {name: getattr(layer, "d" + attr) for name, layer, attr in self._refs}
         for name, reg in self.regularizers.items():
             reg.add_grad(self.params[name], grads[name])

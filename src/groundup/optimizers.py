@@ -23,15 +23,14 @@ same sequence of operations whatever the split, so results do not depend on the 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
 
-from groundup import _fused
+from groundup import _fused, _threads
 from groundup._checks import check_choice, check_number, message, suggest, type_error, value_error
+from groundup._threads import get_num_threads, set_num_threads
 
 __all__ = [
     "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adadelta", "Adam", "Nadam", "AdamW",
@@ -40,37 +39,6 @@ __all__ = [
 
 # Below this many elements per thread, handing work to another thread costs more than it saves.
 _MIN_PIECE = 1 << 15
-
-
-def _default_threads() -> int:
-    text = os.environ.get("OMP_NUM_THREADS", "")
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    return max(1, min(os.cpu_count() or 1, 4))
-
-
-_threads = {"n": _default_threads(), "pool": None, "pid": None}
-
-
-def set_num_threads(n: int) -> None:
-    """Set how many threads large updates are split over (1 = no extra thread)."""
-    check_number("set_num_threads", "n", n, low=1, integer=True)
-    _threads["n"] = int(n)
-
-
-def get_num_threads() -> int:
-    """Threads used by large updates (default ``OMP_NUM_THREADS``, else min(cores, 4))."""
-    return int(_threads["n"])
-
-
-def _pool() -> ThreadPoolExecutor:
-    # A forked child inherits the pool object but not its threads: build a new one there.
-    pool = _threads["pool"]
-    want = _threads["n"] - 1
-    if pool is None or _threads["pid"] != os.getpid() or pool._max_workers != want:
-        pool = ThreadPoolExecutor(max_workers=want, thread_name_prefix="groundup-opt")
-        _threads["pool"], _threads["pid"] = pool, os.getpid()
-    return pool
 
 
 class Optimizer:
@@ -252,10 +220,7 @@ class Optimizer:
         n_work = self._n_work + (1 if self._coupled_decay and self.weight_decay else 0)
         jobs = [[(p, g, slots, self._work(j, p, n_work)) for p, g, slots in shard]
                 for j, shard in enumerate(shards) if shard]
-        futures = [_pool().submit(self._run_shard, job, c) for job in jobs[1:]]
-        self._run_shard(jobs[0], c)
-        for future in futures:
-            future.result()
+        _threads.run(self._run_shard, [(job, c) for job in jobs])
 
     def _work(self, j: int, p: np.ndarray, n_work: int) -> list[np.ndarray]:
         """``n_work`` scratch arrays shaped like ``p`` from shard ``j``'s reusable buffer."""
