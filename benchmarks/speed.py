@@ -12,7 +12,9 @@ with Adam. One training step = forward + backward + update. Each side (groundup,
 ``torch.optim`` and standard ``nn`` modules, GEMM-only roofline) lives in its own worker
 process of this command's process tree, and only one works at a time, so no side's idle
 thread pool spins on the cores the other needs, and every timed request starts after
-``--pause`` seconds of idle so that the previous side's pools have gone to sleep; rounds
+``--pause`` seconds of idle so that the previous side's pools have gone to sleep, then
+runs ``--warmup`` seconds of untimed steps so that its own threads and cores are back to
+speed (steady training, not the first steps after an idle spell, is what is timed); rounds
 are interleaved (groundup, torch, roofline, then the next model, then the next round) and
 min/median/max steps/s are over rounds. The roofline is NumPy matmul alone on exactly the
 model's forward and backward GEMM shapes (no input gradient for the first layer).
@@ -193,7 +195,11 @@ def roofline_step(model: Any) -> Callable[[], None]:
     return step
 
 
-def time_round(step: Callable[[], None], steps: int) -> float:
+def time_round(step: Callable[[], None], steps: int, warmup: float = 0.0) -> float:
+    """Steps per second over ``steps`` calls, after ``warmup`` seconds of untimed calls."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < warmup:
+        step()
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -343,9 +349,10 @@ def worker(side: str, threads: int) -> None:
                 infer[kind]()
             reply = "ok"
         elif words[0] == "train":
-            reply = repr(time_round(train[words[1]], int(words[2])))
+            reply = repr(time_round(train[words[1]], int(words[2]), float(words[3])))
         elif words[0] == "infer":
-            reply = repr(time_round(infer[words[1]], int(words[2])) * INFER_BATCH)
+            reply = repr(time_round(infer[words[1]], int(words[2]), float(words[3]))
+                         * INFER_BATCH)
         else:
             raise RuntimeError(f"speed: unknown worker request {line!r}")
         print(reply, flush=True)
@@ -363,6 +370,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply steps per round")
     parser.add_argument("--models", default="abc", help="subset of 'abc'")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--warmup", type=float, default=0.1,
+                        help="seconds of untimed steps after the pause, before timing: idle "
+                             "cores and sleeping thread pools take tens of ms to come back "
+                             "to speed (0 = time from the first step)")
     parser.add_argument("--pause", type=float, default=0.2,
                         help="seconds of idle before each timed request")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -397,10 +408,11 @@ def main() -> None:
         for kind in kinds:
             steps = max(1, int(STEPS[kind] * args.scale))
             for side, w in workers.items():
-                train[kind][side].append(float(w.ask("train", kind, steps, pause=args.pause)))
+                train[kind][side].append(float(w.ask("train", kind, steps, args.warmup,
+                                                     pause=args.pause)))
             for side in pred[kind]:
                 pred[kind][side].append(float(workers[side].ask(
-                    "infer", kind, max(1, steps // 10), pause=args.pause)))
+                    "infer", kind, max(1, steps // 10), args.warmup, pause=args.pause)))
     print(f"load average after: {load_average()}")
     for w in workers.values():
         w.close()

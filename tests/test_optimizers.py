@@ -566,3 +566,33 @@ def test_fused_kernels_can_be_turned_off(monkeypatch):
 
     monkeypatch.setenv("GROUNDUP_NUMBA", "0")
     assert _fused.kernels() is None
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
+def test_packed_model_parameters_update_like_separate_arrays(name, kwargs, threads):
+    from groundup.models import MultiLayerNetExtend
+
+    threads(2)
+    model = MultiLayerNetExtend(6, [40, 5], 3, use_batchnorm=True, rng=0)
+    model.add("dense", units=200).add("dense", units=200)  # a 200x200 W, updated on its own
+    packed = model.params
+    assert all(p.base is not None for p in packed.values())
+    loose = {k: v.copy() for k, v in packed.items()}
+    rng = np.random.default_rng(5)
+    grads_seq = [{k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in packed.items()}
+                 for _ in range(4)]
+    opt_packed, opt_loose = optimizers.get(name, **kwargs), optimizers.get(name, **kwargs)
+    run(opt_packed, packed, grads_seq[:2])
+    run(opt_loose, loose, grads_seq[:2])
+    runs = [len(members) for _, _, members in opt_packed._plan[1]]
+    assert runs[-2:] == [1, 1] and runs[0] > 1  # small arrays together, the large one alone
+    assert opt_loose._plan[1] is None
+    state = opt_packed.state_dict()
+    resumed = optimizers.get(name, **kwargs)
+    resumed.load_state_dict(state)  # separate arrays again, packed on the next update
+    run(resumed, packed, grads_seq[2:])
+    run(opt_loose, loose, grads_seq[2:])
+    for k in packed:
+        assert np.array_equal(packed[k], loose[k]), k
+    for key, value in resumed.state_dict().items():
+        assert np.array_equal(value, opt_loose.state_dict()[key]), key

@@ -468,7 +468,10 @@ class ConvReluPool:
                 and pool.mode == "max" and pool.pad == 0
                 and pool.stride == pool.pool_h == pool.pool_w)
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any,
+                keep: bool = True) -> np.ndarray:
+        if not keep:  # evaluation batches (often larger) leave the training buffers alone
+            return np.empty(shape, dtype=dtype)
         buf = self._buffers.get(name)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
             buf = self._buffers[name] = np.empty(shape, dtype=dtype)
@@ -501,9 +504,9 @@ class ConvReluPool:
         view = as_strided(xp, shape=(ph, pw, c, fh, fw, n, qh, qw),
                           strides=(s * sh, s * sw, sc, sh, sw, sn, s * ph * sh, s * pw * sw),
                           writeable=False)
-        col = self._buffer("col", (c * fh * fw, windows, m), dtype)  # rows (c, a, b)
+        col = self._buffer("col", (c * fh * fw, windows, m), dtype, train_flg)  # rows (c, a, b)
         col8 = col.reshape(c, fh, fw, ph, pw, n, qh, qw)
-        y = self._buffer("y", (fn, windows, m), dtype)
+        y = self._buffer("y", (fn, windows, m), dtype, train_flg)
         w_col = conv.W.reshape(fn, -1)
 
         def unfold_and_multiply(lo: int, hi: int) -> None:  # window offsets lo..hi-1
@@ -514,10 +517,10 @@ class ConvReluPool:
 
         _threads.run(unfold_and_multiply, self._parts(windows, threads))
         if self.reuse_output:
-            out = self._buffer("out", (n, fn, qh, qw), dtype)
+            out = self._buffer("out", (n, fn, qh, qw), dtype, train_flg)
         else:
             out = np.empty((n, fn, qh, qw), dtype=dtype)  # the (N, C, H, W) order Affine wants
-        work = {"y": y, "pooled": self._buffer("pooled", (fn, m), dtype),
+        work = {"y": y, "pooled": self._buffer("pooled", (fn, m), dtype, train_flg),
                 "out_t": out.transpose(1, 0, 2, 3)}
         if train_flg:
             index = np.uint8 if windows <= 256 else np.intp

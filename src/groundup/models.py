@@ -136,12 +136,31 @@ class Sequential:
             name = f"{attr}{index}"
             self.params[name] = getattr(layer, attr)
             self._refs.append((name, layer, attr))
+        if layer.param_names:
+            self._pack_params()
         for attr in layer.state_names:
             self.state[f"{attr}{index}"] = getattr(layer, attr)
         if reg is not None:
             self.regularizers[f"W{index}"] = regularizers.get(reg)
         if bias_reg is not None:
             self.regularizers[f"b{index}"] = regularizers.get(bias_reg)
+
+    def _pack_params(self) -> None:
+        """Move every parameter into one flat buffer, in ``params`` order (as views).
+
+        An optimizer then updates runs of small parameters in one pass each instead of a
+        few NumPy calls per array. Runs while the model is built; after that the arrays
+        stay where they are and are only ever changed in place.
+        """
+        flat = np.empty(sum(p.size for p in self.params.values()), dtype=self.dtype)
+        offset = 0
+        for name, layer, attr in self._refs:
+            old = self.params[name]
+            view = flat[offset:offset + old.size].reshape(old.shape)
+            view[...] = old
+            setattr(layer, attr, view)
+            self.params[name] = view
+            offset += old.size
 
     def add(self, kind: str, **kwargs: Any) -> Sequential:
         """Append a layer by kind: 'dense', 'conv', 'pool', 'batchnorm', 'dropout',

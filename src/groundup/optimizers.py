@@ -66,6 +66,9 @@ class Optimizer:
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self._scalars: dict[str, float] = {}
         self._scratch: dict[tuple[int, np.dtype], np.ndarray] = {}
+        self._plan: tuple[list[np.ndarray], list | None] | None = None
+        self._flat_slots: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
+        self._gathered: np.ndarray | None = None
 
     def _set_slots(self, *slots: str) -> None:
         self.slots = slots
@@ -85,10 +88,13 @@ class Optimizer:
             extra = sorted(set(grads) - set(params))
             raise value_error(owner, "grads", "keyed like params",
                               f"=missing {missing}, extra {extra}")
-        items = []
-        for key, p in params.items():
-            g = self._check_pair(owner, key, p, grads[key])
-            items.append((p, g, [self._slot(owner, slot, key, p) for slot in self.slots]))
+        keys = list(params)
+        ps = list(params.values())
+        gs = [self._check_pair(owner, key, p, grads[key]) for key, p in zip(keys, ps, strict=True)]
+        items = self._packed_items(owner, keys, ps, gs)
+        if items is None:
+            items = [(p, g, [self._slot(owner, slot, key, p) for slot in self.slots])
+                     for key, p, g in zip(keys, ps, gs, strict=True)]
         self.iterations += 1
         lr_t = lr / (1.0 + self.decay * (self.iterations - 1))
         self._run(items, self._constants(lr_t))
@@ -187,6 +193,67 @@ class Optimizer:
             arr = arrays[key] = np.ascontiguousarray(arr, dtype=p.dtype)
         return arr
 
+    def _packed_items(self, owner: str, keys: list[str], ps: list[np.ndarray],
+                      gs: list[np.ndarray]) -> list | None:
+        """Update items over the one buffer the parameters tile (a model's ``params``), or
+        None when they do not.
+
+        Large parameters stay one item each; every run of small ones becomes one item: a
+        slice of the buffer, its gradients gathered by one copy, and slices of flat state
+        buffers laid out like the parameters (``state`` keeps per-parameter views of them).
+        Element-wise rules give the same numbers either way.
+        """
+        plan = self._plan
+        if plan is None or len(plan[0]) != len(ps) or any(
+                a is not b for a, b in zip(plan[0], ps, strict=False)):
+            plan = self._plan = (ps, _segments(ps))
+        segments = plan[1]
+        if segments is None:
+            return None
+        base = ps[0].base
+        flats = [self._flat_state(owner, slot, keys, ps, base) for slot in self.slots]
+        gathered = self._gathered
+        if gathered is None or gathered.shape != base.shape or gathered.dtype != base.dtype:
+            gathered = self._gathered = np.empty_like(base)
+        items = []
+        for start, stop, members in segments:
+            if len(members) == 1:
+                g = gs[members[0]]
+                p = ps[members[0]]
+            else:
+                g = gathered[start:stop]
+                np.concatenate([gs[i].reshape(-1) for i in members], out=g)
+                p = base[start:stop]
+            shape = p.shape
+            items.append((p, g, [f[start:stop].reshape(shape) for f in flats]))
+        return items
+
+    def _flat_state(self, owner: str, slot: str, keys: list[str], ps: list[np.ndarray],
+                    base: np.ndarray) -> np.ndarray:
+        """``slot``'s state as one buffer laid out like ``base``, with ``state`` holding views."""
+        arrays = self.state[slot]
+        known = self._flat_slots.get(slot)
+        if known is not None and known[0].shape == base.shape and known[0].dtype == base.dtype \
+                and all(arrays.get(k) is v for k, v in zip(keys, known[1], strict=True)):
+            return known[0]
+        flat = np.zeros(base.shape, dtype=base.dtype)
+        views = []
+        offset = 0
+        for key, p in zip(keys, ps, strict=True):
+            view = flat[offset:offset + p.size].reshape(p.shape)
+            old = arrays.get(key)
+            if old is not None:
+                if old.shape != p.shape:
+                    raise value_error(owner, f"state '{slot}.{key}' shape",
+                                      f"{p.shape} like params[{key!r}]", f"={old.shape}",
+                                      "the loaded state belongs to another model.")
+                view[...] = old
+            arrays[key] = view
+            views.append(view)
+            offset += p.size
+        self._flat_slots[slot] = (flat, views)
+        return flat
+
     def _segment(self, p: np.ndarray, g: np.ndarray, slots: list[np.ndarray],
                  work: list[np.ndarray], c: tuple[float, ...]) -> None:
         if self._coupled_decay and self.weight_decay:
@@ -233,6 +300,34 @@ class Optimizer:
     def _run_shard(self, shard: list, c: tuple[float, ...]) -> None:
         for p, g, slots, work in shard:
             self._segment(p, g, slots, work, c)
+
+
+# Parameters below this size are updated together with their neighbours in the buffer.
+_SMALL = 1 << 15
+
+
+def _segments(ps: list[np.ndarray]) -> list[tuple[int, int, list[int]]] | None:
+    """(start, stop, member indices) of the runs of ``ps`` over the buffer they tile in
+    order, or None when they do not tile one (C-contiguous views of one flat array)."""
+    base = ps[0].base if ps else None
+    if (base is None or base.ndim != 1 or not base.flags.c_contiguous
+            or base.dtype.kind != "f" or base.size != sum(p.size for p in ps)):
+        return None
+    start = base.__array_interface__["data"][0]
+    segments: list[tuple[int, int, list[int]]] = []
+    offset = 0
+    for i, p in enumerate(ps):
+        if (p.base is not base or not p.flags.c_contiguous or p.dtype != base.dtype
+                or p.__array_interface__["data"][0] != start + offset * base.itemsize):
+            return None
+        small = p.size < _SMALL
+        if small and segments and len(segments[-1][2]) and ps[segments[-1][2][-1]].size < _SMALL:
+            first, _, members = segments[-1]
+            segments[-1] = (first, offset + p.size, [*members, i])
+        else:
+            segments.append((offset, offset + p.size, [i]))
+        offset += p.size
+    return segments
 
 
 def _fused_for(opt: Optimizer, cls: type, items: list) -> dict[str, Any] | None:
