@@ -235,10 +235,27 @@ def test_wrong_input_shape_is_rejected():
         conv.predict(np.zeros((2, 784), dtype=np.float32))
 
 
-def test_nan_input_is_rejected():
-    model = TwoLayerNet(4, 3, 2, rng=0)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("net", ["dense_first", "dense_zero_row", "sigmoid_first", "conv"])
+def test_non_finite_input_is_rejected(bad, net):
+    if net == "conv":
+        model = SimpleConvNet((1, 6, 6), {"filter_num": 2, "filter_size": 3}, hidden_size=3,
+                              output_size=2, rng=0)
+        x = np.zeros((3, 1, 6, 6), dtype=np.float32)
+        x[1, 0, 2, 3] = bad
+    else:
+        model = (Sequential((4,), rng=0).add("sigmoid").add("dense", units=2)
+                 if net == "sigmoid_first" else TwoLayerNet(4, 3, 2, rng=0))
+        if net == "dense_zero_row":
+            model.params["W1"][1] = 0  # the bad element meets only zero weights: inf·0 = NaN
+        x = np.full((3, 4), 1e30, dtype=np.float32)  # large, finite values pass
+        x[1, 1] = bad
     with pytest.raises(ValueError, match="x must be finite"):
-        model.predict(np.array([[0.0, np.nan, 0.0, 0.0]]))
+        model.predict(x)
+    with pytest.raises(ValueError, match="x must be finite"):
+        model.gradient(x, np.array([0, 1, 0]))
+    x[1] = 0
+    model.predict(x)
 
 
 def test_labels_out_of_range_or_wrong_length_are_rejected():

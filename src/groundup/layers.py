@@ -25,7 +25,7 @@ from groundup._checks import (
     type_error,
     value_error,
 )
-from groundup.functions import log_softmax, sigmoid
+from groundup.functions import sigmoid
 
 # Below this many multiply-adds per thread, a product is not split over threads.
 _MIN_SPLIT_MACS = 1 << 20
@@ -104,7 +104,9 @@ class Affine(Layer):
         self.x = x
         threads = self._threads(x.shape[0])
         if threads == 1:
-            return x @ self.W + self.b  # (N, M)
+            out = x @ self.W  # (N, M)
+            out += self.b
+            return out
         out = np.empty((x.shape[0], self.W.shape[1]), dtype=np.result_type(x, self.W))
 
         def rows(lo: int, hi: int) -> None:  # each row is computed as in the one-part product
@@ -118,7 +120,7 @@ class Affine(Layer):
         if self.x is None:
             raise RuntimeError("Affine: backward called before forward.")
         x, W = self.x, self.W
-        self.db = dout.sum(axis=0)
+        self.db = np.add.reduce(dout, axis=0)
         threads = self._threads(x.shape[0])
         if threads == 1:
             self.dW = x.T @ dout  # (D, M)
@@ -231,9 +233,13 @@ class SoftmaxWithLoss(Layer):
         check_array("SoftmaxWithLoss", "x", x, ndim=2, finite=False)
         labels = check_labels("SoftmaxWithLoss", t, x.shape[0], x.shape[1])
         n = x.shape[0]
-        logp = log_softmax(x)
-        self.loss = float(-logp[np.arange(n), labels].sum() / n)
-        self.y = np.exp(logp, out=logp)
+        z = x - np.maximum.reduce(x, axis=1, keepdims=True)
+        e = np.exp(z)
+        total = np.add.reduce(e, axis=1, keepdims=True)
+        # -log softmax(x)[t] = log Σ exp(z) - z[t], exact and consistent with the gradient
+        self.loss = float(np.add.reduce(np.log(total[:, 0]) - z[np.arange(n), labels]) / n)
+        e /= total
+        self.y = e
         self.t = labels
         return self.loss
 

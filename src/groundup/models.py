@@ -14,6 +14,7 @@ dropout and the book's batch norm (eps 1e-6, momentum 0.9, biased running varian
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from groundup.numerical import numerical_gradient
 
 CONVENTIONS = ("groundup", "book")
 LOSSES = ("softmax_cross_entropy", "mse")
+_NO_CONTEXT = contextlib.nullcontext()
 LAYER_KINDS = ("dense", "conv", "pool", "batchnorm", "dropout", "flatten", *ACTIVATIONS)
 
 
@@ -268,15 +270,17 @@ class Sequential:
         check_array(owner, "x", x, finite=False)
         want = self.input_shape
         dense_first = not self.specs or self.specs[0]["kind"] != "conv"
-        ok = (x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(want))) if dense_first \
+        ok = (x.ndim >= 2 and math.prod(x.shape[1:]) == math.prod(want)) if dense_first \
             else x.shape[1:] == want
         if not ok:
             raise value_error(owner, "x.shape", f"(N, {', '.join(map(str, want))})", f"={x.shape}",
                               "check the data matches the model's input size.")
-        x = x.astype(self.dtype, copy=False)
-        if self.check_finite and not np.isfinite(x).all():
-            raise value_error(owner, "x", "finite (no NaN or Inf)", "=array with non-finite values")
-        return x
+        return x.astype(self.dtype, copy=False)
+
+    def _check_finite(self, x: np.ndarray) -> None:
+        if not np.isfinite(x).all():
+            raise value_error(type(self).__name__, "x", "finite (no NaN or Inf)",
+                              "=array with non-finite values")
 
     def predict(self, x: np.ndarray, train_flg: bool = False,
                 batch_size: int | None = None) -> np.ndarray:
@@ -285,9 +289,24 @@ class Sequential:
         if batch_size is not None and not train_flg and x.shape[0] > batch_size:
             return np.concatenate([self.predict(x[i:i + batch_size])
                                    for i in range(0, x.shape[0], batch_size)])
+        order = self._execution_order()
+        # A NaN or Inf anywhere in a row of x makes that row of x · W + b non-finite, so
+        # behind a first Affine layer its (much smaller) output is checked instead, and x
+        # only when that fails (the weights may be what is not finite).
+        deferred = self.check_finite and bool(order) and type(order[0]) is Affine
+        if self.check_finite and not deferred:
+            self._check_finite(x)
         with self._threads():
-            for layer in self._execution_order():
-                x = layer.forward(x, train_flg)
+            for layer in order:
+                if deferred:
+                    deferred = False
+                    with np.errstate(invalid="ignore", over="ignore"):
+                        out = layer.forward(x, train_flg)
+                    if not np.isfinite(out).all():
+                        self._check_finite(x)
+                else:
+                    out = layer.forward(x, train_flg)
+                x = out
         return x
 
     def _execution_order(self) -> list[Layer | ConvReluPool]:
@@ -325,14 +344,14 @@ class Sequential:
         for block in order:
             if isinstance(block, ConvReluPool):
                 block.reuse_output = block is not order[-1]  # the next layer consumes it
-        self._order = (layers, order)
+        blocks = any(isinstance(block, ConvReluPool) for block in order)
+        self._order = (layers, order, blocks)
         return order
 
     def _threads(self) -> Any:
         """``own_threads()`` for models with convolution blocks (see ``groundup._threads``)."""
-        if any(isinstance(block, ConvReluPool) for block in self._execution_order()):
-            return _threads.own_threads()
-        return contextlib.nullcontext()
+        self._execution_order()
+        return _threads.own_threads() if self._order[2] else _NO_CONTEXT
 
     def regularization_loss(self) -> float:
         return sum(reg.penalty(self.params[name]) for name, reg in self.regularizers.items())

@@ -66,6 +66,7 @@ class Optimizer:
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self._scalars: dict[str, float] = {}
         self._scratch: dict[tuple[int, np.dtype], np.ndarray] = {}
+        self._scratch_views: dict[tuple, list[np.ndarray]] = {}
         self._plan: tuple[list[np.ndarray], list | None] | None = None
         self._flat_slots: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
         self._gathered: np.ndarray | None = None
@@ -291,11 +292,17 @@ class Optimizer:
 
     def _work(self, j: int, p: np.ndarray, n_work: int) -> list[np.ndarray]:
         """``n_work`` scratch arrays shaped like ``p`` from shard ``j``'s reusable buffer."""
+        views = self._scratch_views.get((j, p.shape, p.dtype, n_work))
+        if views is not None:
+            return views
         buf = self._scratch.get((j, p.dtype))
         n = p.size
         if buf is None or buf.size < n_work * n:
             buf = self._scratch[(j, p.dtype)] = np.empty(n_work * n, dtype=p.dtype)
-        return [buf[i * n:(i + 1) * n].reshape(p.shape) for i in range(n_work)]
+            self._scratch_views.clear()  # views of the buffer just replaced
+        views = [buf[i * n:(i + 1) * n].reshape(p.shape) for i in range(n_work)]
+        self._scratch_views[(j, p.shape, p.dtype, n_work)] = views
+        return views
 
     def _run_shard(self, shard: list, c: tuple[float, ...]) -> None:
         for p, g, slots, work in shard:
