@@ -308,9 +308,8 @@ class Dropout(Layer):
             return x if self.inverted else x * x.dtype.type(1 - p)
         if not (self.hold_mask and self.mask is not None and self.mask.shape == x.shape):
             keep = self.rng.random(x.shape, dtype=np.float32) >= np.float32(p)
-            self.mask = keep.astype(x.dtype)
-            if self.inverted:
-                self.mask *= x.dtype.type(1 / (1 - p))
+            scale = x.dtype.type(1 / (1 - p) if self.inverted else 1)
+            self.mask = np.multiply(keep, scale, dtype=x.dtype)
         return x * self.mask
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -384,12 +383,13 @@ class BatchNormalization(Layer):
                               f"{self.gamma.shape[0]} features/channels", f"={x.shape}")
         dtype = x2.dtype.type
         if train_flg:
-            mu = x2.mean(axis=0)
-            xc = x2 - mu
-            var = (xc * xc).mean(axis=0)
-            self.inv_std = 1 / np.sqrt(var + dtype(self.eps))
-            self.xn = xc * self.inv_std
             m = x2.shape[0]
+            mu = np.add.reduce(x2, axis=0) / dtype(m)
+            xc = x2 - mu
+            var = np.add.reduce(np.square(xc), axis=0) / dtype(m)
+            self.inv_std = 1 / np.sqrt(var + dtype(self.eps))
+            xc *= self.inv_std
+            self.xn = xc
             batch_var = var * dtype(m / (m - 1)) if self.unbiased_running_var and m > 1 else var
             keep = self.running_mean.dtype.type(self.momentum)
             self.running_mean *= keep
@@ -405,11 +405,16 @@ class BatchNormalization(Layer):
         if self.xn is None:
             raise RuntimeError("BatchNormalization: backward called before a training forward.")
         d2 = self._to_2d(dout)
-        self.dbeta = d2.sum(axis=0)
-        self.dgamma = (d2 * self.xn).sum(axis=0)
-        dxn = d2 * self.gamma
-        # dx = (dxn - mean(dxn) - xn · mean(dxn · xn)) / std, the batch-coupled gradient
-        dx = (dxn - dxn.mean(axis=0) - self.xn * (dxn * self.xn).mean(axis=0)) * self.inv_std
+        xn = self.xn
+        m = xn.dtype.type(xn.shape[0])
+        self.dbeta = np.add.reduce(d2, axis=0)
+        self.dgamma = np.add.reduce(d2 * xn, axis=0)
+        # dx = (dxn - mean(dxn) - xn · mean(dxn · xn)) / std with dxn = γ · dout, the
+        # batch-coupled gradient; mean(dxn) = γ · dbeta / m and mean(dxn · xn) = γ · dgamma / m
+        scale = self.gamma * self.inv_std
+        dx = d2 * scale
+        dx -= (self.dbeta * scale) / m
+        dx -= xn * ((self.dgamma * scale) / m)
         return self._from_2d(dx)
 
     def get_config(self) -> dict[str, Any]:
