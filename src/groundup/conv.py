@@ -509,13 +509,6 @@ class ConvReluPool:
         y = self._buffer("y", (fn, windows, m), dtype, train_flg)
         w_col = conv.W.reshape(fn, -1)
 
-        def unfold_and_multiply(lo: int, hi: int) -> None:  # window offsets lo..hi-1
-            for k in range(lo, hi):
-                p, q = divmod(k, pw)
-                np.copyto(col8[:, :, :, p, q], view[p, q])
-                np.matmul(w_col, col[:, k], out=y[:, k])
-
-        _threads.run(unfold_and_multiply, self._parts(windows, threads))
         if self.reuse_output:
             out = self._buffer("out", (n, fn, qh, qw), dtype, train_flg)
         else:
@@ -528,8 +521,17 @@ class ConvReluPool:
                         greater=self._buffer("greater", (fn, m), bool),
                         moved=self._buffer("moved", (fn, m), index),
                         mask=self._buffer("mask", (fn, n, qh, qw), bool))
-        _threads.run(lambda lo, hi: self._pool_channels(lo, hi, work, train_flg),
-                     self._parts(fn, threads))
+        per_sample = qh * qw
+
+        def samples(lo: int, hi: int) -> None:  # samples lo..hi-1, start to end
+            cols = slice(lo * per_sample, hi * per_sample)
+            for k in range(windows):
+                p, q = divmod(k, pw)
+                np.copyto(col8[:, :, :, p, q, lo:hi], view[p, q, :, :, :, lo:hi])
+                np.matmul(w_col, col[:, k, cols], out=y[:, k, cols])
+            self._pool(work, cols, slice(lo, hi), train_flg)
+
+        _threads.run(samples, self._parts(n, threads))
         # the layers' own state would be stale: their backward must not run on it
         conv.x_shape, conv.out_hw, conv.col = x.shape, (out_h, out_w), None
         self.relu.mask = pool.x = None
@@ -538,13 +540,13 @@ class ConvReluPool:
             self._geometry = (x.shape, out_h, out_w)
         return out
 
-    def _pool_channels(self, lo: int, hi: int, work: dict[str, Any], train_flg: bool) -> None:
-        """Max over the window blocks, + bias, ReLU, for output channels lo..hi-1."""
-        y = work["y"][lo:hi]
-        pooled = work["pooled"][lo:hi]
+    def _pool(self, work: dict[str, Any], cols: slice, batch: slice, train_flg: bool) -> None:
+        """Max over the window blocks, + bias, ReLU, for the columns of samples ``batch``."""
+        y = work["y"][:, :, cols]
+        pooled = work["pooled"][:, cols]
         np.copyto(pooled, y[:, 0])
         if train_flg:
-            arg, greater, moved = work["arg"][lo:hi], work["greater"][lo:hi], work["moved"][lo:hi]
+            arg, greater, moved = (work[key][:, cols] for key in ("arg", "greater", "moved"))
             arg[...] = 0
         for k in range(1, y.shape[1]):
             if train_flg:
@@ -553,10 +555,10 @@ class ConvReluPool:
                 np.multiply(greater, arg.dtype.type(k), out=moved)
                 np.maximum(arg, moved, out=arg)
             np.maximum(pooled, y[:, k], out=pooled)
-        out_t = work["out_t"][lo:hi]
-        np.add(pooled.reshape(out_t.shape), self.conv.b[lo:hi].reshape(-1, 1, 1, 1), out=out_t)
+        out_t = work["out_t"][:, batch]
+        np.add(pooled.reshape(out_t.shape), self.conv.b.reshape(-1, 1, 1, 1), out=out_t)
         if train_flg:
-            np.greater(out_t, 0, out=work["mask"][lo:hi])
+            np.greater(out_t, 0, out=work["mask"][:, batch])
         np.maximum(out_t, 0, out=out_t)
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
