@@ -502,8 +502,8 @@ def test_results_do_not_depend_on_the_thread_count(dtype):
             _threads.set_num_threads(n)
             model = DeepConvNet((1, 12, 12), *[{"filter_num": 4}] * 6, hidden_size=6,
                                 output_size=3, rng=2, dtype=dtype)
-            x = np.random.default_rng(0).random((7, 1, 12, 12)).astype(dtype)
-            grads = model.gradient(x, np.arange(7) % 3)
+            x = np.random.default_rng(0).random((120, 1, 12, 12)).astype(dtype)  # 2 chunks
+            grads = model.gradient(x, np.arange(120) % 3)
             results.append((model.predict(x), {k: v.copy() for k, v in grads.items()}))
     finally:
         _threads.set_num_threads(before)

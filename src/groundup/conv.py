@@ -427,6 +427,11 @@ class Pooling(Layer):
                 "pad": self.pad, "mode": self.mode}
 
 
+# A block's forward cuts the batch into chunks of at least this many samples, spread over
+# the threads (fewer, larger chunks run faster; a fixed cut keeps results thread-independent).
+_CHUNK_SAMPLES = 50
+
+
 class ConvReluPool:
     """Convolution → ReLU → max pooling over non-overlapping windows, computed as one block.
 
@@ -523,15 +528,20 @@ class ConvReluPool:
                         mask=self._buffer("mask", (fn, n, qh, qw), bool))
         per_sample = qh * qw
 
-        def samples(lo: int, hi: int) -> None:  # samples lo..hi-1, start to end
-            cols = slice(lo * per_sample, hi * per_sample)
-            for k in range(windows):
-                p, q = divmod(k, pw)
-                np.copyto(col8[:, :, :, p, q, lo:hi], view[p, q, :, :, :, lo:hi])
-                np.matmul(w_col, col[:, k, cols], out=y[:, k, cols])
-            self._pool(work, cols, slice(lo, hi), train_flg)
+        # the products are cut at fixed samples: how a BLAS rounds can depend on where a
+        # product's columns are cut, and results must not depend on the thread count
+        chunks = self._parts(n, max(1, n // _CHUNK_SAMPLES))
 
-        _threads.run(samples, self._parts(n, threads))
+        def samples(first: int, stop: int) -> None:  # chunks first..stop-1, start to end
+            for lo, hi in chunks[first:stop]:
+                cols = slice(lo * per_sample, hi * per_sample)
+                for k in range(windows):
+                    p, q = divmod(k, pw)
+                    np.copyto(col8[:, :, :, p, q, lo:hi], view[p, q, :, :, :, lo:hi])
+                    np.matmul(w_col, col[:, k, cols], out=y[:, k, cols])
+                self._pool(work, cols, slice(lo, hi), train_flg)
+
+        _threads.run(samples, self._parts(len(chunks), threads))
         # the layers' own state would be stale: their backward must not run on it
         conv.x_shape, conv.out_hw, conv.col = x.shape, (out_h, out_w), None
         self.relu.mask = pool.x = None
