@@ -103,8 +103,8 @@ def _blas_libs() -> list[Any]:
 def own_threads() -> Iterator[None]:
     """Inside: the BLAS runs on one thread and models split their work over ours.
 
-    Re-entrant and safe to enter from several threads at once; the BLAS thread counts are
-    restored when the last user leaves. Does nothing with one thread or no threadpoolctl.
+    Re-entrant; when several threads are inside at once, the BLAS thread counts are
+    restored when the last one leaves. Does nothing with one thread or no threadpoolctl.
     """
     n = get_num_threads()
     if splitting() or n == 1 or not _blas_libs():
