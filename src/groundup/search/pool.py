@@ -15,14 +15,14 @@ import queue
 from collections.abc import Callable, Iterator
 from typing import Any
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GROUNDUP_NUM_THREADS")
 
 
 @contextlib.contextmanager
 def blas_threads_env(threads: int = 1) -> Iterator[None]:
-    """Children started inside see ``threads`` BLAS/OpenMP threads each (read when BLAS
-    loads): N processes on N cores run faster without each one also spreading its matrix
-    products over every core."""
+    """Children started inside see ``threads`` BLAS, OpenMP and groundup threads each (read
+    when they load): N processes on N cores run faster without each one also spreading its
+    matrix products over every core."""
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
     try:
         for key in THREAD_VARS:
