@@ -156,7 +156,8 @@ class Relu(Layer):
         self.mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
-        self.mask = x > 0
+        # evaluation keeps no mask (and a backward after it fails instead of using a stale one)
+        self.mask = x > 0 if train_flg else None
         return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -398,7 +399,11 @@ class BatchNormalization(Layer):
             self.running_var += (1 - keep) * batch_var
             xn = self.xn
         else:
-            xn = (x2 - self.running_mean) / np.sqrt(self.running_var + dtype(self.eps))
+            # γ · (x - μ) / √(σ² + eps) + β as one scale and one shift per feature
+            scale = self.gamma / np.sqrt(self.running_var + dtype(self.eps))
+            out = x2 * scale
+            out += self.beta - self.running_mean * scale
+            return self._from_2d(out)
         return self._from_2d(self.gamma * xn + self.beta)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
