@@ -440,17 +440,18 @@ class ConvReluPool:
     The im2col columns are ordered (window offset, n, i, j) instead of (n, oh, ow), so the
     product W_col · col holds one contiguous (FN, N·QH·QW) block per window offset and
     pooling is a running maximum over those blocks (the first maximum wins ties, as
-    argmax picks it). The bias is added after pooling, to a quarter of the data:
+    argmax picks it). The bias is added after pooling, to the pooled map only:
     max(y) + b equals max(y + b) exactly because rounding is monotone. Backward
-    scatters dout into the winning blocks, so dW = D · colᵀ is one product, and db is a
-    sum over the pooled map. Results equal the layer-by-layer ones up to float rounding
-    (the order of the sums in dW, db and dx differs).
+    scatters dout into the winning blocks, so dW = D · colᵀ is one product per window
+    offset, and db is a sum over the pooled map. Results equal the layer-by-layer ones up
+    to float rounding (the order of the sums in dW, db and dx differs).
 
-    Inside ``_threads.own_threads()`` the work is split by output channels (and the
-    im2col copy by samples) over groundup's threads; every element is computed the same
-    way whatever the split. Buffers are kept across calls and never handed out, except
-    the output when ``reuse_output`` is set (by a model, when another layer consumes the
-    output within the same step).
+    Inside ``_threads.own_threads()`` the work is split over groundup's threads: forward
+    by chunks of samples cut at fixed places, backward by output channels (ReLU mask, db),
+    window offsets (dW, dx products) and input channels (dx fold). Sums are taken in a
+    fixed order, so results do not depend on the thread count. Buffers are kept across
+    training calls and never handed out, except the output when ``reuse_output`` is set
+    (by a model, when another layer consumes the output within the same step).
 
     Inputs the block does not tile (a pooled size that does not divide the convolution's
     output) run the three layers one by one.
