@@ -512,3 +512,16 @@ def test_results_do_not_depend_on_the_thread_count(dtype):
         for k in grads:
             assert np.array_equal(grads[k], results[0][1][k]), k
     assert [(lib, lib.num_threads) for lib, _ in blas] == blas  # the BLAS threads restored
+
+
+@pytest.mark.parametrize("name", list(small_nets(np.float32)))
+def test_an_empty_batch_predicts_no_rows(name):
+    model, shape, classes = small_nets(np.float32)[name]
+    x = np.zeros((0, *shape), dtype=np.float32)
+    assert model.predict(x).shape == (0, classes)
+    assert model.accuracy(x, np.zeros(0, dtype=int)) == 0.0
+    if any(type(layer).__name__ == "BatchNormalization" for layer in model.layers.values()):
+        with pytest.raises(ValueError, match="batch size must be at least 1 in training"):
+            model.predict(x, train_flg=True)
+    else:
+        assert model.predict(x, train_flg=True).shape == (0, classes)

@@ -12,6 +12,7 @@ surface passes an adapter over the global ``np.random``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,7 @@ class Affine(Layer):
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
         self.original_x_shape = x.shape
-        x = x.reshape(x.shape[0], -1)
+        x = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # -1 fails on an empty batch
         if x.shape[1] != self.W.shape[0]:
             raise value_error("Affine", "x.shape", f"(N, {self.W.shape[0]}) after flattening",
                               f"={self.original_x_shape}")
@@ -385,6 +386,9 @@ class BatchNormalization(Layer):
         dtype = x2.dtype.type
         if train_flg:
             m = x2.shape[0]
+            if m == 0:
+                raise value_error("BatchNormalization", "batch size", "at least 1 in training "
+                                  "(batch statistics of no samples are undefined)", "=0")
             mu = np.add.reduce(x2, axis=0) / dtype(m)
             xc = x2 - mu
             var = np.add.reduce(np.square(xc), axis=0) / dtype(m)
@@ -435,7 +439,7 @@ class Flatten(Layer):
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
         self.input_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return dout.reshape(self.input_shape)
