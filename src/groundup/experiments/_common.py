@@ -69,6 +69,25 @@ def check_dataset(owner: str, value: Any) -> None:
     check_choice(owner, "dataset", value, DATASETS)
 
 
+# Fields many experiment configs share, each checked the same way wherever it appears.
+_SHARED_FIELDS: dict[str, Any] = {
+    "seed": lambda owner, v: check_int(owner, "seed", v, low=0),
+    "convention": lambda owner, v: check_choice(owner, "convention", v, ("groundup", "book")),
+    "dataset": check_dataset,
+    "hidden": lambda owner, v: check_sizes(owner, "hidden", v),
+    "lr": lambda owner, v: check_positive(owner, "lr", v),
+    "batch_size": lambda owner, v: check_int(owner, "batch_size", v),
+    "epochs": lambda owner, v: check_int(owner, "epochs", v),
+}
+
+
+def check_shared(owner: str, config: Any) -> None:
+    """Check the fields of ``config`` that several experiments share (seed, dataset, ...)."""
+    for name, check in _SHARED_FIELDS.items():
+        if hasattr(config, name):
+            check(owner, getattr(config, name))
+
+
 def smooth(values: Any) -> list[float]:
     """The book's ``smooth_curve`` (Kaiser window, β = 2, width 11); short input unchanged."""
     from groundup.book import smooth_curve

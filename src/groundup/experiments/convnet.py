@@ -41,8 +41,7 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
-        c.check_dataset(owner, self.dataset)
+        c.check_shared(owner, self)
         c.check_int(owner, "train_size", self.train_size, low=0)
         for name in ("filter_num", "filter_size", "stride", "hidden_size", "epochs",
                      "batch_size", "eval_sample_num"):
@@ -50,7 +49,6 @@ class Config:
         c.check_int(owner, "pad", self.pad, low=0)
         c.check_positive(owner, "weight_init_std", self.weight_init_std)
         c.check_choice(owner, "optimizer", self.optimizer, sorted(optimizers._REGISTRY))
-        c.check_positive(owner, "lr", self.lr)
 
 
 QUICK: dict[str, Any] = {"train_size": 200, "epochs": 2, "eval_sample_num": 200,

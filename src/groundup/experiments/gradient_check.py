@@ -31,11 +31,9 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
-        c.check_dataset(owner, self.dataset)
+        c.check_shared(owner, self)
         c.check_int(owner, "hidden_size", self.hidden_size)
         c.check_positive(owner, "weight_init_std", self.weight_init_std)
-        c.check_int(owner, "batch_size", self.batch_size)
         c.check_int(owner, "coords", self.coords)
 
 

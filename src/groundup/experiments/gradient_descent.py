@@ -32,7 +32,7 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
+        c.check_shared(owner, self)
         if len(self.init_x) != 2:
             raise c.value_error(owner, "init_x", "two numbers (x0, x1)", self.init_x)
         for name in ("lr", "lr_large", "lr_small"):

@@ -39,14 +39,12 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
-        c.check_dataset(owner, self.dataset)
+        c.check_shared(owner, self)
         for name in ("train_size", "trials", "epochs", "batch_size", "best_n", "top_k",
                      "workers"):
             c.check_int(owner, name, getattr(self, name))
         c.check_number(owner, "val_rate", self.val_rate, low=0, high=1, low_open=True,
                        high_open=True)
-        c.check_sizes(owner, "hidden", self.hidden)
         for name in ("lr_range", "weight_decay_range"):
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0 < low_high[0] < low_high[1]:

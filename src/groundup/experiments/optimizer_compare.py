@@ -34,11 +34,8 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
-        c.check_dataset(owner, self.dataset)
+        c.check_shared(owner, self)
         c.check_int(owner, "train_size", self.train_size, low=0)
-        c.check_sizes(owner, "hidden", self.hidden)
-        c.check_int(owner, "batch_size", self.batch_size)
         c.check_int(owner, "iters", self.iters)
         if len(self.lrs) != len(self.optimizers):
             raise c.value_error(owner, "len(lrs)", f"len(optimizers) = {len(self.optimizers)}",

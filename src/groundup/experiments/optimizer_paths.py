@@ -33,7 +33,7 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
+        c.check_shared(owner, self)
         if len(self.init) != 2:
             raise c.value_error(owner, "init", "two numbers (x, y)", self.init)
         c.check_int(owner, "iters", self.iters)

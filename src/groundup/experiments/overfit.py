@@ -42,14 +42,8 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
-        c.check_choice(owner, "convention", self.convention, ("groundup", "book"))
-        c.check_dataset(owner, self.dataset)
+        c.check_shared(owner, self)
         c.check_int(owner, "train_size", self.train_size)
-        c.check_sizes(owner, "hidden", self.hidden)
-        c.check_positive(owner, "lr", self.lr)
-        c.check_int(owner, "batch_size", self.batch_size)
-        c.check_int(owner, "epochs", self.epochs)
         c.check_int(owner, "dropout_epochs", self.dropout_epochs)
         c.check_number(owner, "weight_decay", self.weight_decay, low=0)
         c.check_number(owner, "dropout_ratio", self.dropout_ratio, low=0, high=1,

@@ -34,14 +34,11 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
-        c.check_dataset(owner, self.dataset)
+        c.check_shared(owner, self)
         c.check_int(owner, "train_size", self.train_size, low=0)
         c.check_int(owner, "hidden_size", self.hidden_size)
         c.check_choice(owner, "activation", self.activation, ("sigmoid", "relu", "tanh"))
         c.check_positive(owner, "weight_init_std", self.weight_init_std)
-        c.check_positive(owner, "lr", self.lr)
-        c.check_int(owner, "batch_size", self.batch_size)
         c.check_int(owner, "iters_num", self.iters_num)
 
 

@@ -38,15 +38,11 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
-        c.check_dataset(owner, self.dataset)
+        c.check_shared(owner, self)
         c.check_int(owner, "train_size", self.train_size, low=0)
-        c.check_sizes(owner, "hidden", self.hidden)
         c.check_choice(owner, "activation", self.activation, ("relu", "sigmoid", "tanh"))
         for init in self.inits:
             parse_init(init)
-        c.check_positive(owner, "lr", self.lr)
-        c.check_int(owner, "batch_size", self.batch_size)
         c.check_int(owner, "iters", self.iters)
 
 

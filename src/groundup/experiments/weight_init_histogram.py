@@ -41,7 +41,7 @@ class Config:
 
     def __post_init__(self) -> None:
         owner = NAME
-        c.check_int(owner, "seed", self.seed, low=0)
+        c.check_shared(owner, self)
         for name in ("samples", "node_num", "hidden_layers", "bins", "symmetry_steps"):
             c.check_int(owner, name, getattr(self, name))
         c.check_number(owner, "symmetry_value", self.symmetry_value)
