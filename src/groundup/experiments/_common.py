@@ -129,6 +129,23 @@ def smoothed_losses(rows: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
             for key, row in rows.items()}
 
 
+def final_loss(losses: list[float | None], last: int = 100) -> float | None:
+    """Mean of the last ``last`` per-step losses; None when any of them is missing (the
+    run stopped, or its loss was not finite)."""
+    tail = losses[-last:]
+    return None if any(v is None for v in tail) else float(np.mean(tail))
+
+
+def loss_and_accuracy(rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Each row's mean loss of its last 100 steps, then each row's test accuracy."""
+    out: dict[str, float | None] = {}
+    for key, row in rows.items():
+        out[f"{key} mean loss of last 100 iterations"] = final_loss(row["loss"])
+    for key, row in rows.items():
+        out[f"{key} test accuracy"] = row["test_accuracy"]
+    return out
+
+
 def loss_figure(series: dict[str, list[float]], labels: dict[str, str], markers: list[str],
                 ylim: float, title: str, path: Any) -> Any:
     """The book's smoothed-loss comparison: one marked line per series, saved to ``path``."""

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from groundup import optimizers
 from groundup.experiments import _common as c
 from groundup.models import MultiLayerNet, make_rng
@@ -68,18 +66,8 @@ def run(config: Config) -> dict[str, Any]:
     return {"data": data, "optimizers": out}
 
 
-def _final_loss(losses: list[float | None]) -> float | None:
-    tail = [v for v in losses[-100:] if v is not None]
-    return float(np.mean(tail)) if len(tail) == len(losses[-100:]) else None
-
-
 def metrics(results: dict[str, Any]) -> dict[str, float]:
-    out: dict[str, Any] = {}
-    for name, row in results["optimizers"].items():
-        out[f"{name} mean loss of last 100 iterations"] = _final_loss(row["loss"])
-    for name, row in results["optimizers"].items():
-        out[f"{name} test accuracy"] = row["test_accuracy"]
-    return out
+    return c.loss_and_accuracy(results["optimizers"])
 
 
 def curves(results: dict[str, Any]) -> dict[str, Any]:

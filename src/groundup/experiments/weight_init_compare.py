@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from groundup import initializers, optimizers
 from groundup.experiments import _common as c
 from groundup.models import MultiLayerNet, make_rng
@@ -85,13 +83,7 @@ def run(config: Config) -> dict[str, Any]:
 
 
 def metrics(results: dict[str, Any]) -> dict[str, float]:
-    out: dict[str, Any] = {}
-    for key, row in results["inits"].items():
-        tail = [v for v in row["loss"][-100:] if v is not None]
-        out[f"{key} mean loss of last 100 iterations"] = float(np.mean(tail)) if tail else None
-    for key, row in results["inits"].items():
-        out[f"{key} test accuracy"] = row["test_accuracy"]
-    return out
+    return c.loss_and_accuracy(results["inits"])
 
 
 def curves(results: dict[str, Any]) -> dict[str, Any]:
