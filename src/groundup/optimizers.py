@@ -323,16 +323,18 @@ def _segments(ps: list[np.ndarray]) -> list[tuple[int, int, list[int]]] | None:
     start = base.__array_interface__["data"][0]
     segments: list[tuple[int, int, list[int]]] = []
     offset = 0
+    after_small = False  # the last segment is a run of small parameters
     for i, p in enumerate(ps):
         if (p.base is not base or not p.flags.c_contiguous or p.dtype != base.dtype
                 or p.__array_interface__["data"][0] != start + offset * base.itemsize):
             return None
         small = p.size < _SMALL
-        if small and segments and len(segments[-1][2]) and ps[segments[-1][2][-1]].size < _SMALL:
+        if small and after_small:
             first, _, members = segments[-1]
             segments[-1] = (first, offset + p.size, [*members, i])
         else:
             segments.append((offset, offset + p.size, [i]))
+        after_small = small
         offset += p.size
     return segments
 
