@@ -89,7 +89,7 @@ class Affine(Layer):
         self.reuse_buffers = False
         self._dx: np.ndarray | None = None
 
-    def _threads(self, rows: int) -> int:
+    def _split_threads(self, rows: int) -> int:
         """Threads to split this layer's products over (inside ``own_threads()`` only)."""
         threads = _threads.splitting()
         if threads > 1 and rows * self.W.size >= threads * _MIN_SPLIT_MACS:
@@ -103,7 +103,7 @@ class Affine(Layer):
             raise value_error("Affine", "x.shape", f"(N, {self.W.shape[0]}) after flattening",
                               f"={self.original_x_shape}")
         self.x = x
-        threads = self._threads(x.shape[0])
+        threads = self._split_threads(x.shape[0])
         if threads == 1:
             out = x @ self.W  # (N, M)
             out += self.b
@@ -122,7 +122,7 @@ class Affine(Layer):
             raise RuntimeError("Affine: backward called before forward.")
         x, W = self.x, self.W
         self.db = np.add.reduce(dout, axis=0)
-        threads = self._threads(x.shape[0])
+        threads = self._split_threads(x.shape[0])
         if threads == 1:
             self.dW = x.T @ dout  # (D, M)
             if not self.needs_input_grad:

@@ -296,7 +296,7 @@ class Sequential:
         deferred = self.check_finite and bool(order) and type(order[0]) is Affine
         if self.check_finite and not deferred:
             self._check_finite(x)
-        with self._threads():
+        with self._thread_context():
             for layer in order:
                 if deferred:
                     deferred = False
@@ -348,7 +348,7 @@ class Sequential:
         self._order = (layers, order, blocks)
         return order
 
-    def _threads(self) -> Any:
+    def _thread_context(self) -> Any:
         """``own_threads()`` for models with convolution blocks (see ``groundup._threads``)."""
         self._execution_order()
         return _threads.own_threads() if self._order[2] else _NO_CONTEXT
@@ -367,7 +367,7 @@ class Sequential:
         The loss of this very forward pass is kept in ``last_loss`` so a trainer can log it
         without a second forward pass.
         """
-        with self._threads():
+        with self._thread_context():
             self.last_loss = self.loss(x, t, train_flg=True)
             dout = self.last_layer.backward(1)
             for layer in reversed(self._execution_order()):
