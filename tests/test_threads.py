@@ -70,6 +70,11 @@ def test_thread_count_comes_from_the_environment():
                          text=True, check=True).stdout
     assert out.strip() == "5"
     assert optimizers.set_num_threads is _threads.set_num_threads
+    bad = subprocess.run([sys.executable, "-c", code],
+                         env={**env, "GROUNDUP_NUM_THREADS": "two"}, capture_output=True,
+                         text=True, check=True)
+    assert bad.stdout.strip() == "5"  # ignored, with one line saying why and what to do
+    assert "GROUNDUP_NUM_THREADS must be a positive integer, got 'two'" in bad.stderr
 
 
 def test_a_conv_model_trains_the_same_without_threadpoolctl(monkeypatch, two_threads):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,10 +33,16 @@ from groundup._checks import check_number
 
 
 def _default_threads() -> int:
-    for var in ("GROUNDUP_NUM_THREADS", "OMP_NUM_THREADS"):
-        text = os.environ.get(var, "")
+    text = os.environ.get("GROUNDUP_NUM_THREADS", "").strip()
+    if text:
         if text.isdigit() and int(text) > 0:
             return int(text)
+        warnings.warn(f"GROUNDUP_NUM_THREADS must be a positive integer, got {text!r}; "
+                      "ignoring it (unset it or set e.g. GROUNDUP_NUM_THREADS=2).",
+                      RuntimeWarning, stacklevel=2)
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
     return max(1, min(os.cpu_count() or 1, 4))
 
 
