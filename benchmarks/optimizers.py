@@ -55,7 +55,8 @@ def worker(side: str, threads: int) -> None:
             steps[case] = getattr(torch.optim, torch_name)(tensors, **torch_kwargs).step
         info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     else:
-        from groundup import _fused, optimizers
+        from groundup import optimizers
+        from groundup.fast import _numba as _fused
 
         optimizers.set_num_threads(1 if side == "serial" else threads)
         for case, (name, kwargs, _, _) in CASES.items():

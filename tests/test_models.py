@@ -492,7 +492,7 @@ def test_conv_relu_pool_block_state_cannot_be_misused():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_results_do_not_depend_on_the_thread_count(dtype):
     pytest.importorskip("threadpoolctl")
-    from groundup import _threads
+    from groundup.fast import threads as _threads
 
     before = _threads.get_num_threads()
     blas = [(lib, lib.num_threads) for lib in _threads._blas_libs()]

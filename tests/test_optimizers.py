@@ -536,7 +536,7 @@ def test_matches_torch_optim(name, kwargs, torch_name, torch_kwargs, dtype):
 ])
 def test_fused_update_equals_numpy_bit_for_bit(monkeypatch, dtype, cls, kwargs):
     pytest.importorskip("numba")
-    from groundup import _fused
+    from groundup.fast import _numba as _fused
 
     monkeypatch.setenv("GROUNDUP_NUMBA", "1")
     assert _fused.kernels() is not None
@@ -562,7 +562,7 @@ def test_fused_update_equals_numpy_bit_for_bit(monkeypatch, dtype, cls, kwargs):
 
 
 def test_fused_kernels_can_be_turned_off(monkeypatch):
-    from groundup import _fused
+    from groundup.fast import _numba as _fused
 
     monkeypatch.setenv("GROUNDUP_NUMBA", "0")
     assert _fused.kernels() is None

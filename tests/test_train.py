@@ -10,7 +10,8 @@ import pytest
 
 from groundup import checkpoint, io, optimizers, schedules
 from groundup.data import load_mnist_sample
-from groundup.models import GlobalRNG, MultiLayerNetExtend
+from groundup.models import MultiLayerNetExtend
+from groundup.rng import GlobalRNG
 from groundup.train import (
     Callback,
     CSVLogger,

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from groundup import _threads
 from groundup._checks import check_array, check_choice, check_number, type_error, value_error
+from groundup.fast import threads as _threads
 from groundup.layers import Layer, Relu
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from groundup import _threads
 from groundup._checks import (
     check_array,
     check_choice,
@@ -26,6 +25,7 @@ from groundup._checks import (
     type_error,
     value_error,
 )
+from groundup.fast import threads as _threads
 from groundup.functions import sigmoid
 
 # Below this many multiply-adds per thread, a product is not split over threads.

@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from groundup import _fused, _threads
 from groundup._checks import check_choice, check_number, message, suggest, type_error, value_error
-from groundup._threads import get_num_threads, set_num_threads
+from groundup.fast import _numba as _fused
+from groundup.fast import threads as _threads
+from groundup.fast.threads import get_num_threads, set_num_threads
 
 __all__ = [
     "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adadelta", "Adam", "Nadam", "AdamW",

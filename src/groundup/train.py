@@ -44,7 +44,7 @@ from groundup.callbacks import (
     TerminateOnNaN,
 )
 from groundup.io import set_model_arrays
-from groundup.models import GlobalRNG, make_rng
+from groundup.rng import GlobalRNG, make_rng
 
 __all__ = [
     "History", "Trainer", "BookTrainer", "Callback", "CSVLogger", "EarlyStopping",
@@ -92,13 +92,19 @@ class Trainer:
         callbacks: extra ``Callback`` objects; ``TerminateOnNaN`` is always first.
         rng: a Generator or seed for shuffling; ``GlobalRNG()`` for the book's behaviour.
         verbose: report progress on stderr (a :class:`ProgressBar` unless one is given).
+        fast: train and evaluate through the fast engine (:mod:`groundup.fast`), which
+            computes what the reference layers compute, on the model's own arrays;
+            ``False`` runs the reference path. Models other than ``Sequential`` (and the
+            book's networks) always run their own code.
 
     During ``fit``, ``epoch``, ``step`` (completed updates in this epoch), ``global_step``,
     ``epochs`` and ``steps_per_epoch`` describe where training is.
     """
 
     def __init__(self, model: Any, optimizer: Any, *, callbacks: Iterable[Callback] = (),
-                 rng: Any = None, verbose: bool = False) -> None:
+                 rng: Any = None, verbose: bool = False, fast: bool = True) -> None:
+        if not isinstance(fast, bool):
+            raise type_error("Trainer", "fast", "a bool", fast)
         self.model = model
         self.optimizer = optimizer
         self.callbacks = [TerminateOnNaN(), *callbacks]
@@ -118,6 +124,14 @@ class Trainer:
         self.checkpoint_path: Path | None = None
         self._resume: checkpoint.Checkpoint | None = None
         self._interrupted = False
+        self.fast = fast
+        self._net, self._update = model, getattr(optimizer, "update", None)
+        if fast and _compilable(model):
+            from groundup import fast as engine
+
+            self._net = engine.compile(model)
+            if optimizer is not None:  # a Trainer only to evaluate may have none
+                self._update = engine.optimizer(optimizer, self._net).update
 
     def _check_xy(self, x: Any, t: Any, name: str) -> np.ndarray:
         check_array("Trainer", f"x_{name}", x)
@@ -141,14 +155,14 @@ class Trainer:
         """``evaluate`` on inputs already checked, with class-index ``labels``."""
         total, correct = 0.0, 0
         for i in range(0, len(x), batch_size):
-            y = self.model.predict(x[i:i + batch_size], train_flg=False)
-            total += self.model.last_layer.forward(y, labels[i:i + batch_size]) * len(y)
+            y = self._net.predict(x[i:i + batch_size], train_flg=False)
+            total += self._net.last_layer.forward(y, labels[i:i + batch_size]) * len(y)
             correct += int(np.count_nonzero(y.argmax(axis=1) == labels[i:i + batch_size]))
         reg = self.model.regularization_loss() if hasattr(self.model, "regularization_loss") else 0
         return {"loss": total / len(x) + reg, "accuracy": correct / len(x)}
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        return self.model.predict(x, train_flg=False, batch_size=batch_size)
+        return self._net.predict(x, train_flg=False, batch_size=batch_size)
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -292,9 +306,9 @@ class Trainer:
             epoch_rng = resumed.state["epoch_rng"]
             self.stop_training = bool(resumed.state["stopped"])
             self.stop_reason = resumed.state["stop_reason"]
-        saved_check = getattr(self.model, "check_finite", None)
+        saved_check = getattr(self._net, "check_finite", None)
         if saved_check is not None:
-            self.model.check_finite = False  # validated once above, not per batch
+            self._net.check_finite = False  # validated once above, not per batch
         handler_installed = False
         if checkpoint_dir is not None and threading.current_thread() is threading.main_thread():
             previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
@@ -335,7 +349,7 @@ class Trainer:
                 cb.on_train_end(self)
         finally:
             if saved_check is not None:
-                self.model.check_finite = saved_check
+                self._net.check_finite = saved_check
             if handler_installed:
                 signal.signal(signal.SIGINT, previous_handler)
         if self.stop_reason and self.verbose:
@@ -378,19 +392,25 @@ class Trainer:
                 idx = self.rng.choice(n, batch_size)
             else:
                 idx = order[step * batch_size:(step + 1) * batch_size]
-            grads = self.model.gradient(x[idx], t[idx])
-            loss = float(self.model.last_loss)
+            grads = self._net.gradient(x[idx], t[idx])
+            loss = float(self._net.last_loss)
             for cb in self.callbacks:
                 cb.on_batch_end(self, epoch, step, loss)
             if self.stop_training:
                 break
-            self.optimizer.update(self.model.params, grads)
+            self._update(self._net.params, grads)
             losses.append(loss)
             self.step, self.global_step = step + 1, self.global_step + 1
             if self._interrupted and self.checkpoint_path is not None:
                 if self.step < self.steps_per_epoch:
                     self.save_checkpoint(self.checkpoint_path, losses=losses, epoch_rng=epoch_rng)
                     raise KeyboardInterrupt
+
+
+def _compilable(model: Any) -> bool:
+    from groundup.models import Sequential
+
+    return isinstance(model, Sequential)
 
 
 class BookTrainer:
@@ -418,7 +438,8 @@ class BookTrainer:
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.verbose = verbose
         self.optimizer = book_optimizers.get(optimizer, **(optimizer_param or {"lr": 0.01}))
-        self.engine = Trainer(network, self.optimizer, rng=GlobalRNG(), verbose=verbose)
+        self.engine = Trainer(network, self.optimizer, rng=GlobalRNG(), verbose=verbose,
+                              fast=False)
         self.train_loss_list: list[float] = []
         self.train_acc_list: list[float] = []
         self.test_acc_list: list[float] = []

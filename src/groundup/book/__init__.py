@@ -42,8 +42,8 @@ from groundup.functions import (
 )
 from groundup.layers import Affine, BatchNormalization, Relu, Sigmoid, SoftmaxWithLoss
 from groundup.layers import Dropout as _Dropout
-from groundup.models import GlobalRNG
 from groundup.numerical import gradient_descent, numerical_diff, numerical_gradient
+from groundup.rng import GlobalRNG
 from groundup.train import BookTrainer as Trainer
 
 __all__ = [

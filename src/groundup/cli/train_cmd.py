@@ -37,8 +37,8 @@ RESUMABLE = ("epochs", "resume", "config", "out")
 
 def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     def arg(*names: str, default: Any = None, **kw: Any) -> None:
-        if defaults:
-            kw["default"] = default
+        # without defaults, only the flags given appear (store_true/false have their own)
+        kw["default"] = default if defaults else argparse.SUPPRESS
         p.add_argument(*names, **kw)
 
     arg("--model", default="mlp", help=f"one of {', '.join(MODELS)} (default mlp)")
@@ -67,6 +67,9 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     arg("--early-stopping", type=int, metavar="PATIENCE",
         help="stop when val_loss has not improved for PATIENCE epochs and restore the best "
              "weights")
+    arg("--no-fast", dest="fast", action="store_false", default=True,
+        help="train on the reference layers and optimizers instead of the fast engine "
+             "(same formulas, slower; see docs/speed.md)")
     arg("--seed", type=int, default=0)
     arg("--config", metavar="TOML", help="read settings from a TOML file (keys as the flags, "
                                          "e.g. batch_size = 50); flags given override it")
@@ -255,7 +258,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[argparse.Namespace, dict
     known = set(vars(args))
     if args.resume:
         run_dir = Path(args.resume)
-        saved = read_run_config(run_dir)
+        saved = {"fast": True, **read_run_config(run_dir)}  # runs from before --no-fast
         wanted = dict(explicit)
         if args.config:
             wanted = {**read_config_file(args.config, known), **explicit}
@@ -369,7 +372,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{verb} {args.model} on {source['name']}: {len(x_train)} train / "
           f"{config['n_val']} val / {len(x_test)} test, {args.epochs} epochs -> {run_dir}",
           file=sys.stderr)
-    trainer = Trainer(model, optimizer, callbacks=callbacks, rng=rng, verbose=True)
+    trainer = Trainer(model, optimizer, callbacks=callbacks, rng=rng, verbose=True,
+                      fast=args.fast)
     if saved is not None:
         ckpt = trainer.load_checkpoint(ckpt_dir)
         print(f"continuing from epoch {trainer.epoch + 1}, step {trainer.step + 1} "

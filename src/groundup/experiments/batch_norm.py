@@ -12,7 +12,8 @@ import numpy as np
 
 from groundup import optimizers
 from groundup.experiments import _common as c
-from groundup.models import MultiLayerNetExtend, make_rng
+from groundup.models import MultiLayerNetExtend
+from groundup.rng import make_rng
 
 NAME = "batch-norm"
 DESCRIPTION = "ch6: with vs without batch norm from 16 init scales (1,000 images, 20 epochs)"

@@ -12,7 +12,8 @@ import numpy as np
 
 from groundup import optimizers
 from groundup.experiments import _common as c
-from groundup.models import SimpleConvNet, make_rng
+from groundup.models import SimpleConvNet
+from groundup.rng import make_rng
 from groundup.train import Trainer
 
 NAME = "convnet"

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from groundup.experiments import _common as c
-from groundup.models import TwoLayerNet, make_rng
+from groundup.models import TwoLayerNet
 from groundup.numerical import gradient_check, relative_error
+from groundup.rng import make_rng
 
 NAME = "gradient-check"
 DESCRIPTION = "ch5: backprop vs numerical gradient per parameter (TwoLayerNet, 3 images)"

@@ -10,7 +10,8 @@ from typing import Any
 
 from groundup import optimizers
 from groundup.experiments import _common as c
-from groundup.models import MultiLayerNet, make_rng
+from groundup.models import MultiLayerNet
+from groundup.rng import make_rng
 
 NAME = "optimizer-compare"
 DESCRIPTION = "ch6: SGD/Momentum/AdaGrad/Adam losses on MNIST (784-100x4-10, 2,000 iters)"

@@ -12,7 +12,8 @@ import numpy as np
 
 from groundup import optimizers
 from groundup.experiments import _common as c
-from groundup.models import TwoLayerNet, make_rng
+from groundup.models import TwoLayerNet
+from groundup.rng import make_rng
 
 NAME = "two-layer-net"
 DESCRIPTION = "ch4: TwoLayerNet 784-50-10, SGD lr 0.1, 10,000 iterations, loss and accuracy"

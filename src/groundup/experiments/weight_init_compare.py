@@ -9,7 +9,8 @@ from typing import Any
 
 from groundup import initializers, optimizers
 from groundup.experiments import _common as c
-from groundup.models import MultiLayerNet, make_rng
+from groundup.models import MultiLayerNet
+from groundup.rng import make_rng
 
 NAME = "weight-init-compare"
 DESCRIPTION = "ch6: std=0.01 vs Xavier vs He init, 784-100x4-10 ReLU, SGD, 2,000 iters"

@@ -14,7 +14,8 @@ import numpy as np
 from groundup import optimizers
 from groundup.experiments import _common as c
 from groundup.functions import relu, sigmoid
-from groundup.models import MultiLayerNet, make_rng
+from groundup.models import MultiLayerNet
+from groundup.rng import make_rng
 
 NAME = "weight-init-histogram"
 DESCRIPTION = "ch6: activation histograms per layer for std 1 / 0.01 / Xavier / He, and symmetry"

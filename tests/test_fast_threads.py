@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from groundup import _threads, optimizers
+from groundup import optimizers
+from groundup.fast import threads as _threads
 
 
 @pytest.fixture
