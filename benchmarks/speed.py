@@ -4,8 +4,9 @@ Run (one command; it re-executes itself with the protocol's environment)::
 
     .venv/bin/python benchmarks/speed.py --threads 2 --rounds 7
 
-Protocol (DESIGN §9): ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` are removed from the
-environment before NumPy is imported, both sides run ``--threads`` threads, float32, batch 100.
+Protocol (docs/design.md, "Benchmarks"): ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` are
+removed from the environment before NumPy is imported, both sides run ``--threads`` threads,
+float32, batch 100.
 Models: (a) TwoLayerNet 784-50-10 ReLU with SGD, (b) MultiLayerNetExtend 784-[100]×5-10 with
 batch norm, dropout 0.2 and Adam, (c) SimpleConvNet (30 filters 5×5, max pool 2, 100 hidden)
 with Adam. One training step = forward + backward + update. Each side (groundup, PyTorch with

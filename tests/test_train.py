@@ -9,10 +9,7 @@ import numpy as np
 import pytest
 
 from groundup import checkpoint, io, optimizers, schedules
-from groundup.data import load_mnist_sample
-from groundup.models import MultiLayerNetExtend
-from groundup.rng import GlobalRNG
-from groundup.train import (
+from groundup.callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
@@ -21,8 +18,11 @@ from groundup.train import (
     ModelCheckpoint,
     ProgressBar,
     ReduceLROnPlateau,
-    Trainer,
 )
+from groundup.data import load_mnist_sample
+from groundup.models import MultiLayerNetExtend
+from groundup.rng import GlobalRNG
+from groundup.train import Trainer
 
 
 @pytest.fixture(scope="module")

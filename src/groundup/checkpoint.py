@@ -112,13 +112,19 @@ def save(directory: str | os.PathLike, *, model: Any, optimizer: Any,
     return directory
 
 
-def load(directory: str | os.PathLike) -> Checkpoint:
-    """Read the checkpoint at ``directory``; one-line errors for missing or broken files."""
+def position(directory: str | os.PathLike) -> tuple[Path, int, int] | None:
+    """(path, epoch, step) of the checkpoint at ``directory``, or ``None`` if there is none.
+
+    ``epoch`` epochs are complete and ``step`` updates of the next one are done.
+    """
     found = find(directory)
     if found is None:
-        raise FileNotFoundError(f"checkpoint: no checkpoint in {directory} (state.json missing); "
-                                "was the run started with a checkpoint directory?")
-    state_path = found / "state.json"
+        return None
+    state = _read_state(found / "state.json")
+    return found, int(state["epoch"]), int(state["step"])
+
+
+def _read_state(state_path: Path) -> dict[str, Any]:
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -128,6 +134,16 @@ def load(directory: str | os.PathLike) -> Checkpoint:
     if state.get("format_version") != FORMAT_VERSION:
         raise value_error("checkpoint", "format_version", str(FORMAT_VERSION),
                           state.get("format_version"), f"file: {state_path}")
+    return state
+
+
+def load(directory: str | os.PathLike) -> Checkpoint:
+    """Read the checkpoint at ``directory``; one-line errors for missing or broken files."""
+    found = find(directory)
+    if found is None:
+        raise FileNotFoundError(f"checkpoint: no checkpoint in {directory} (state.json missing); "
+                                "was the run started with a checkpoint directory?")
+    state = _read_state(found / "state.json")
     model, model_meta = io.read_npz(found / "model.npz", io.MODEL_FORMAT)
     optimizer, optimizer_meta = io.read_npz(found / "optimizer.npz", OPTIMIZER_FORMAT)
     arrays, _ = io.read_npz(found / "callbacks.npz", CALLBACKS_FORMAT)

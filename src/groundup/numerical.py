@@ -60,7 +60,7 @@ def gradient_descent(f: Callable[[np.ndarray], float], init_x: np.ndarray, lr: f
 
 
 def relative_error(a: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """|a - n| / max(|a| + |n|, 1e-8), element-wise (DESIGN §9)."""
+    """|a - n| / max(|a| + |n|, 1e-8), element-wise (docs/design.md, "Gradient checks")."""
     return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), 1e-8)
 
 

@@ -307,6 +307,11 @@ _REGISTRY: dict[str, Callable[..., Any]] = {
 }
 
 
+def names() -> list[str]:
+    """The names :func:`get` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
 def get(name: str, **kwargs: Any) -> Any:
     """Build a schedule by name: ``get("cosine", lr=0.1, period=100)`` (case-insensitive)."""
     if not isinstance(name, str):

@@ -1,6 +1,6 @@
 """Training loop: ``Trainer.fit`` with mini-batches, per-epoch metrics, callbacks.
 
-Metrics recorded per epoch in ``History`` (DESIGN §9):
+Metrics recorded per epoch in ``History`` (docs/design.md, "History"):
 - ``loss``: mean of the epoch's mini-batch losses (taken from the training forward pass,
   no extra forward);
 - ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy``: an
@@ -11,12 +11,13 @@ Metrics recorded per epoch in ``History`` (DESIGN §9):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +33,11 @@ from groundup._checks import (
     type_error,
     value_error,
 )
-from groundup.callbacks import (
-    Callback,
-    CSVLogger,
-    EarlyStopping,
-    JSONLogger,
-    LearningRateScheduler,
-    ModelCheckpoint,
-    ProgressBar,
-    ReduceLROnPlateau,
-    TerminateOnNaN,
-)
+from groundup.callbacks import Callback, ProgressBar, TerminateOnNaN
 from groundup.io import set_model_arrays
-from groundup.rng import GlobalRNG, make_rng
+from groundup.rng import make_rng
 
-__all__ = [
-    "History", "Trainer", "BookTrainer", "Callback", "CSVLogger", "EarlyStopping",
-    "JSONLogger", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar",
-    "ReduceLROnPlateau", "TerminateOnNaN",
-]
+__all__ = ["History", "Trainer"]
 
 SAMPLINGS = ("epoch", "replacement")
 
@@ -84,7 +71,7 @@ class History:
 
 
 class Trainer:
-    """Mini-batch training of a model (DESIGN §3 contract) with an optimizer.
+    """Mini-batch training of a model (the contract of docs/design.md) with an optimizer.
 
     Args:
         model: has ``params``, ``gradient(x, t)`` (setting ``last_loss``), ``predict``.
@@ -123,6 +110,7 @@ class Trainer:
         self.epochs = self.steps_per_epoch = 0
         self.checkpoint_path: Path | None = None
         self._resume: checkpoint.Checkpoint | None = None
+        self._resumed: checkpoint.Checkpoint | None = None
         self._interrupted = False
         self.fast = fast
         self._net, self._update = model, getattr(optimizer, "update", None)
@@ -267,58 +255,19 @@ class Trainer:
         ``load_checkpoint``) continues from the checkpoint: the final parameters equal
         those of an uninterrupted run with the same seed.
         """
+        sets = self._data_sets(x, t, validation, validation_split, test)
+        x, t = sets["train"][0], sets["train"][2]
         check_number("Trainer.fit", "epochs", epochs, low=0, integer=True)
         check_number("Trainer.fit", "batch_size", batch_size, low=1, integer=True)
         check_choice("Trainer.fit", "sampling", sampling, SAMPLINGS)
-        if validation is not None and validation_split is not None:
-            raise value_error("Trainer.fit", "validation", "None when validation_split is given",
-                              "=(arrays)")
-        if validation_split is not None:
-            check_number("Trainer.fit", "validation_split", validation_split, low=0, high=1,
-                         low_open=True, high_open=True)
-            cut = len(x) - int(round(len(x) * validation_split))
-            x, t, validation = x[:cut], t[:cut], (x[cut:], t[cut:])
-        # checked once here: the per-epoch evaluation reuses the class-index labels
-        sets = {"train": (x, self._check_xy(x, t, "train"))}
-        if validation is not None:
-            sets["val"] = (validation[0], self._check_xy(*validation, "val"))
-        if test is not None:
-            sets["test"] = (test[0], self._check_xy(*test, "test"))
-        if resume and self._resume is None:
-            if checkpoint_dir is None:
-                raise value_error("Trainer.fit", "checkpoint_dir", "a directory with resume=True",
-                                  None)
-            self.load_checkpoint(checkpoint_dir)
-        self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir)
-        if checkpoint_dir is not None:
-            self._generators()  # fail now, not after the first epoch
         self.epochs = int(epochs)
         self.steps_per_epoch = max(math.ceil(len(x) / batch_size), 1)
-        resumed, self._resume = self._resume, None
-        self.stop_training, self.stop_reason, self.diverged = False, None, False
-        start_epoch, epoch_losses, epoch_rng = initial_epoch, [], None
-        if resumed is None:
-            self.step = 0
-            self.global_step = initial_epoch * self.steps_per_epoch
-        else:
-            start_epoch = self.epoch
-            epoch_losses = list(resumed.state["epoch_losses"])
-            epoch_rng = resumed.state["epoch_rng"]
-            self.stop_training = bool(resumed.state["stopped"])
-            self.stop_reason = resumed.state["stop_reason"]
-        saved_check = getattr(self._net, "check_finite", None)
-        if saved_check is not None:
-            self._net.check_finite = False  # validated once above, not per batch
-        handler_installed = False
-        if checkpoint_dir is not None and threading.current_thread() is threading.main_thread():
-            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
-            handler_installed = True
-        self._interrupted = False
-        try:
+        start_epoch, epoch_losses, epoch_rng = self._start(initial_epoch, checkpoint_dir, resume)
+        with self._sigint_checkpoints(checkpoint_dir), self._unchecked_batches():
             for cb in self.callbacks:
                 cb.on_train_begin(self)
-            if resumed is not None:
-                self._restore_callbacks(resumed)
+            if self._resumed is not None:
+                self._restore_callbacks(self._resumed)
             for epoch in range(start_epoch, epochs):
                 if self.stop_training:
                     break
@@ -328,15 +277,9 @@ class Trainer:
                 epoch_losses, epoch_rng = [], None
                 if self.stop_training:  # stopped mid-epoch by a batch callback
                     break
-                logs = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-                for name, (xs, labels) in sets.items():
-                    if eval_sample_num is not None:
-                        xs, labels = xs[:eval_sample_num], labels[:eval_sample_num]
-                    metrics = self._evaluate(xs, labels)
-                    if name != "train":
-                        logs[f"{name}_loss"] = metrics["loss"]
-                    logs[f"{name}_accuracy"] = metrics["accuracy"]
-                logs["lr"] = float(self.optimizer.lr)
+                logs = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                        **self._epoch_metrics(sets, eval_sample_num),
+                        "lr": float(self.optimizer.lr)}
                 self.history.append(logs)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, logs)
@@ -347,14 +290,87 @@ class Trainer:
                     raise KeyboardInterrupt
             for cb in self.callbacks:
                 cb.on_train_end(self)
-        finally:
-            if saved_check is not None:
-                self._net.check_finite = saved_check
-            if handler_installed:
-                signal.signal(signal.SIGINT, previous_handler)
         if self.stop_reason and self.verbose:
             print(self.stop_reason, file=sys.stderr)
         return self.history
+
+    def _data_sets(self, x: np.ndarray, t: np.ndarray, validation: Any,
+                   validation_split: float | None,
+                   test: Any) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``{name: (x, labels, t)}`` for train, val and test, each checked once here (the
+        per-epoch evaluation reuses the class-index labels)."""
+        if validation is not None and validation_split is not None:
+            raise value_error("Trainer.fit", "validation", "None when validation_split is given",
+                              "=(arrays)")
+        if validation_split is not None:
+            check_number("Trainer.fit", "validation_split", validation_split, low=0, high=1,
+                         low_open=True, high_open=True)
+            cut = len(x) - int(round(len(x) * validation_split))
+            x, t, validation = x[:cut], t[:cut], (x[cut:], t[cut:])
+        given = {"train": (x, t), "val": validation, "test": test}
+        return {name: (pair[0], self._check_xy(*pair, name), pair[1])
+                for name, pair in given.items() if pair is not None}
+
+    def _start(self, initial_epoch: int, checkpoint_dir: Any,
+               resume: bool) -> tuple[int, list[float], dict[str, Any] | None]:
+        """Where this ``fit`` starts: (epoch, losses of the epoch so far, its shuffle RNG)."""
+        if resume and self._resume is None:
+            if checkpoint_dir is None:
+                raise value_error("Trainer.fit", "checkpoint_dir", "a directory with resume=True",
+                                  None)
+            self.load_checkpoint(checkpoint_dir)
+        self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir)
+        if checkpoint_dir is not None:
+            self._generators()  # fail now, not after the first epoch
+        self._resumed, self._resume = self._resume, None
+        self.stop_training, self.stop_reason, self.diverged = False, None, False
+        if self._resumed is None:
+            self.step = 0
+            self.global_step = initial_epoch * self.steps_per_epoch
+            return initial_epoch, [], None
+        state = self._resumed.state
+        self.stop_training, self.stop_reason = bool(state["stopped"]), state["stop_reason"]
+        return self.epoch, list(state["epoch_losses"]), state["epoch_rng"]
+
+    def _epoch_metrics(self, sets: dict[str, tuple], eval_sample_num: int | None
+                       ) -> dict[str, float]:
+        """``train_accuracy``, ``val_loss``, ``val_accuracy``, ``test_*`` (evaluation mode)."""
+        logs = {}
+        for name, (xs, labels, _) in sets.items():
+            if eval_sample_num is not None:
+                xs, labels = xs[:eval_sample_num], labels[:eval_sample_num]
+            metrics = self._evaluate(xs, labels)
+            if name != "train":
+                logs[f"{name}_loss"] = metrics["loss"]
+            logs[f"{name}_accuracy"] = metrics["accuracy"]
+        return logs
+
+    @contextlib.contextmanager
+    def _unchecked_batches(self) -> Iterator[None]:
+        """The data were validated once by ``fit``: the model skips its per-batch check."""
+        saved = getattr(self._net, "check_finite", None)
+        if saved is not None:
+            self._net.check_finite = False
+        try:
+            yield
+        finally:
+            if saved is not None:
+                self._net.check_finite = saved
+
+    @contextlib.contextmanager
+    def _sigint_checkpoints(self, checkpoint_dir: Any) -> Iterator[None]:
+        """With a checkpoint directory, Ctrl-C finishes the current update, writes a
+        checkpoint of that point and then raises ``KeyboardInterrupt`` (a second Ctrl-C
+        stops at once)."""
+        self._interrupted = False
+        if checkpoint_dir is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _run_epoch(self, x: np.ndarray, t: np.ndarray, epoch: int, batch_size: int,
                    sampling: str, shuffle: bool, losses: list[float],
@@ -411,53 +427,3 @@ def _compilable(model: Any) -> bool:
     from groundup.models import Sequential
 
     return isinstance(model, Sequential)
-
-
-class BookTrainer:
-    """The book's ``common/trainer.py`` signature on groundup's ``Trainer``.
-
-    Differences from the book, documented: metrics are taken at the end of each epoch
-    (the book takes them after the first step of the next one), an epoch is
-    ceil(N / mini_batch_size) steps, and the logged loss is that of the training forward
-    pass (the book runs a second forward pass for it). Batches are drawn with replacement
-    from the global ``np.random``, as in the book.
-    """
-
-    def __init__(self, network: Any, x_train: np.ndarray, t_train: np.ndarray,
-                 x_test: np.ndarray, t_test: np.ndarray, epochs: int = 20,
-                 mini_batch_size: int = 100, optimizer: str = "SGD",
-                 optimizer_param: dict[str, Any] | None = None,
-                 evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True) -> None:
-        from groundup.book import optimizers as book_optimizers
-
-        self.network = network
-        self.x_train, self.t_train = x_train, t_train
-        self.x_test, self.t_test = x_test, t_test
-        self.epochs = epochs
-        self.batch_size = mini_batch_size
-        self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
-        self.verbose = verbose
-        self.optimizer = book_optimizers.get(optimizer, **(optimizer_param or {"lr": 0.01}))
-        self.engine = Trainer(network, self.optimizer, rng=GlobalRNG(), verbose=verbose,
-                              fast=False)
-        self.train_loss_list: list[float] = []
-        self.train_acc_list: list[float] = []
-        self.test_acc_list: list[float] = []
-
-    def train(self) -> None:
-        """Train, then print the final test accuracy (when verbose)."""
-
-        class _Record(Callback):
-            def on_batch_end(inner, trainer, epoch, step, loss):  # noqa: N805
-                self.train_loss_list.append(loss)
-
-        self.engine.callbacks.append(_Record())
-        history = self.engine.fit(self.x_train, self.t_train, epochs=self.epochs,
-                                  batch_size=self.batch_size, test=(self.x_test, self.t_test),
-                                  sampling="replacement",
-                                  eval_sample_num=self.evaluate_sample_num_per_epoch)
-        self.train_acc_list = list(history.data.get("train_accuracy", []))
-        self.test_acc_list = list(history.data.get("test_accuracy", []))
-        if self.verbose:
-            final = self.engine.evaluate(self.x_test, self.t_test)["accuracy"]
-            print(f"=============== Final Test Accuracy ===============\ntest acc:{final}")

@@ -27,6 +27,7 @@ import numpy as np
 
 from groundup import io, models
 from groundup.book.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from groundup.book.trainer import Trainer
 from groundup.conv import Convolution, Pooling, col2im, im2col
 from groundup.data import load_mnist
 from groundup.functions import (
@@ -44,7 +45,6 @@ from groundup.layers import Affine, BatchNormalization, Relu, Sigmoid, SoftmaxWi
 from groundup.layers import Dropout as _Dropout
 from groundup.numerical import gradient_descent, numerical_diff, numerical_gradient
 from groundup.rng import GlobalRNG
-from groundup.train import BookTrainer as Trainer
 
 __all__ = [
     "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",

@@ -21,10 +21,10 @@ import numpy as np
 
 from groundup import __version__, io, optimizers, regularizers, schedules
 from groundup._checks import check_choice, check_number, suggest, type_error, value_error
-from groundup.callbacks import history_csv
+from groundup.callbacks import EarlyStopping, LearningRateScheduler, ReduceLROnPlateau, history_csv
 from groundup.io import write_text_atomic
 from groundup.models import DeepConvNet, MultiLayerNetExtend, Sequential, SimpleConvNet
-from groundup.train import EarlyStopping, LearningRateScheduler, ReduceLROnPlateau, Trainer
+from groundup.train import Trainer
 
 MODELS = ("two-layer", "mlp", "mlp-extend", "convnet", "deep-convnet")
 DEFAULT_HIDDEN = {"two-layer": "50", "mlp": "100,100", "mlp-extend": "100,100,100,100,100"}
@@ -207,7 +207,7 @@ def build_callbacks(args: argparse.Namespace, optimizer: Any) -> list[Any]:
         name = spec.pop("name", None)
         if not isinstance(name, str):
             raise value_error("train", "[schedule] name", "a schedule name", name,
-                              suggest("", schedules._REGISTRY))
+                              suggest("", schedules.names()))
         unit = spec.pop("unit", "epoch")
         spec.setdefault("lr", float(optimizer.lr))
         callbacks.append(LearningRateScheduler(schedules.get(name, **spec), unit=unit))
@@ -305,12 +305,11 @@ def _checkpoint_position(ckpt_dir: Path) -> str:
     """Where the checkpoint on disk stands, in words."""
     from groundup import checkpoint
 
-    found = checkpoint.find(ckpt_dir)
-    if found is None:
+    where_is = checkpoint.position(ckpt_dir)
+    if where_is is None:
         return "no checkpoint was written yet"
-    state = json.loads((found / "state.json").read_text(encoding="utf-8"))
-    where = (f"epoch {state['epoch'] + 1}, step {state['step']}" if state["step"]
-             else f"the end of epoch {state['epoch']}")
+    found, epoch, step = where_is
+    where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
     return f"the checkpoint in {found} is at {where}"
 
 

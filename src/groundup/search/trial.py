@@ -18,9 +18,10 @@ import numpy as np
 
 from groundup import optimizers
 from groundup._checks import check_choice
+from groundup.callbacks import Callback
 from groundup.models import MultiLayerNetExtend
 from groundup.search.space import DEFAULTS, OWNER
-from groundup.train import Callback, Trainer
+from groundup.train import Trainer
 
 SCORES = ("last", "best")
 STATES = ("COMPLETE", "PRUNED", "FAIL")
