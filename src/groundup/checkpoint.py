@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from groundup import io
+from groundup import _files, io
 from groundup._checks import value_error
 
 STATE_FORMAT = "groundup.checkpoint"
@@ -82,8 +81,11 @@ def save(directory: str | os.PathLike, *, model: Any, optimizer: Any,
     if parent.exists() and not parent.is_dir():
         raise value_error("checkpoint", "directory", "inside a directory", str(directory),
                           "a file stands where a parent directory should be.")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-new-", dir=parent))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _files.cannot_write("checkpoint", parent, exc) from exc
+    tmp = _files.temporary_dir(parent, f"{directory.name}-new", owner="checkpoint")
     try:
         io.save(model, tmp / "model.npz")
         meta = {"format": OPTIMIZER_FORMAT, "format_version": FORMAT_VERSION,
@@ -92,11 +94,9 @@ def save(directory: str | os.PathLike, *, model: Any, optimizer: Any,
         io.atomic_write_npz(tmp / "optimizer.npz", optimizer.state_dict(), meta)
         io.atomic_write_npz(tmp / "callbacks.npz", arrays,
                             {"format": CALLBACKS_FORMAT, "format_version": FORMAT_VERSION})
-        with open(tmp / "state.json", "w", encoding="utf-8") as fh:
-            json.dump({"format": STATE_FORMAT, "format_version": FORMAT_VERSION, **state}, fh,
-                      indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
+        text = json.dumps({"format": STATE_FORMAT, "format_version": FORMAT_VERSION, **state},
+                          indent=1)
+        io.write_text_atomic(tmp / "state.json", text)
         _fsync_dir(tmp)
         old = _old(directory)
         if old.exists():
@@ -106,6 +106,9 @@ def save(directory: str | os.PathLike, *, model: Any, optimizer: Any,
         os.replace(tmp, directory)
         _fsync_dir(parent)
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _files.cannot_write("checkpoint", directory, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

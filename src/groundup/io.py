@@ -11,15 +11,15 @@ same directory which replaces the target only once it is complete.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from groundup import __version__
+from groundup import __version__, _files
 from groundup._checks import value_error
 
 MODEL_FORMAT = "groundup.model"
@@ -30,40 +30,68 @@ META_KEY = "__meta__"
 def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray],
                      meta: dict[str, Any]) -> Path:
     """Write ``arrays`` plus a JSON ``meta`` entry to exactly ``path``, atomically."""
-    path = Path(path)
-    if path.parent.exists() and not path.parent.is_dir():
-        raise value_error("save", "the parent of path", "a directory", str(path.parent))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise value_error("save", "path", "inside a directory that can be created", str(path),
-                          "a file stands where a parent directory should be.") from exc
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays, **{META_KEY: np.array(json.dumps(meta))})
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    entries = {**arrays, META_KEY: np.array(json.dumps(meta))}
+    return _files.atomic_write(path, lambda fh: np.savez(fh, **entries), owner="save")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    return _files.atomic_write(path, lambda fh: fh.write(text), binary=False)
+
+
+# A deflated member may expand ~1000x; images, weights and optimizer state expand far less.
+MAX_EXPANSION = 200
+_SMALL_FILE = 16 << 20  # below this many claimed bytes no ratio is checked
+
+
+def npz_headers(path: str | os.PathLike, owner: str = "load") -> dict[str, tuple]:
+    """``{name: (shape, dtype)}`` of the arrays in an ``.npz``, read from their headers only.
+
+    Before any array is allocated, each member's claimed shape × item size must match the
+    bytes the member holds, and all members together may not expand more than
+    ``MAX_EXPANSION`` times the file: a file that claims more is refused in one line (a
+    "zip bomb" or a corrupt header), instead of ``np.load`` allocating what it claims.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    headers: dict[str, tuple] = {}
+    total = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename.removesuffix(".npy")
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                    else:
+                        raise ValueError(f"unsupported .npy version {version}")
+                    start = fh.tell()
+                if dtype.hasobject:
+                    raise value_error(owner, "file", "free of pickled objects", str(path),
+                                      "the file holds Python objects and was not loaded.")
+                claimed = start + math.prod(int(d) for d in shape) * dtype.itemsize
+                if claimed != info.file_size:
+                    raise value_error(owner, f"array {name!r}", "as large as its header "
+                                      "claims", f"={shape} {dtype} ({claimed:,} bytes) in "
+                                      f"{info.file_size:,} bytes", f"file: {path}; it is "
+                                      "corrupt.")
+                total += claimed
+                headers[name] = (tuple(int(d) for d in shape), dtype)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise value_error(owner, "file", "a complete .npz file", str(path),
+                          "it is truncated or corrupt.") from exc
+    except ValueError as exc:
+        if str(exc).startswith(f"{owner}:"):
+            raise
+        raise value_error(owner, "file", "a readable .npz file", str(path), str(exc)) from exc
+    size = path.stat().st_size
+    if total > _SMALL_FILE and total > MAX_EXPANSION * size:
+        raise value_error(owner, "file", f"at most {MAX_EXPANSION}x its size once unpacked",
+                          f"={size:,} bytes claiming {total:,}", f"file: {path}; it is "
+                          "corrupt or a decompression bomb.")
+    return headers
 
 
 def read_npz(path: str | os.PathLike, expected_format: str,
@@ -77,6 +105,7 @@ def read_npz(path: str | os.PathLike, expected_format: str,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load: no such file: {path}")
+    npz_headers(path)
     try:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

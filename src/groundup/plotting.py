@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from groundup import _files
 
 
 def pyplot() -> Any:
@@ -23,16 +24,13 @@ def pyplot() -> Any:
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     """Save atomically (temporary file in the same directory, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    kind = path.suffix.lstrip(".").lower() or "png"
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        return _files.atomic_write(
+            path, lambda fh: fig.savefig(fh, format=kind, dpi=110, bbox_inches="tight"),
+            owner="figure")
     finally:
-        Path(tmp).unlink(missing_ok=True)
         pyplot().close(fig)
-    return path
 
 
 def training_curves(history: dict[str, list[float]], path: str | os.PathLike,

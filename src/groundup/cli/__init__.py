@@ -2,7 +2,8 @@
 
 Each command lives in its own module exposing ``add_parser(subparsers)`` (which sets
 ``func`` on the parser) and a function ``run(args) -> int``. User mistakes raised as
-``ValueError``/``TypeError``/``FileNotFoundError`` become one line on stderr and exit 2.
+``ValueError``/``TypeError``/``FileNotFoundError``/``RuntimeError`` become one line on stderr
+and exit 2, with no warning printed beside it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from groundup import __version__
 
@@ -54,11 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        print(f"groundup {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"groundup {args.command}: interrupted.", file=sys.stderr)
-        return 130
+    # a user mistake gets its one error line and nothing else: library warnings raised on
+    # the way to it are dropped; after a success they are shown as usual
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = int(args.func(args) or 0)
+        except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+            print(f"groundup {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"groundup {args.command}: interrupted.", file=sys.stderr)
+            return 130
+    shown = set()
+    for w in caught:
+        key = (str(w.message), w.category, w.filename, w.lineno)
+        if key not in shown:  # once per place, as the default filter would
+            shown.add(key)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return code

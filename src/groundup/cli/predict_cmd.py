@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from groundup import _files
 from groundup._checks import check_number, value_error
 from groundup.functions import softmax
-from groundup.io import write_text_atomic
+from groundup.io import npz_headers, write_text_atomic
 
+# A photo of a digit needs far fewer; larger images are refused before they are decoded.
+MAX_PIXELS = 4096 * 4096
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -43,14 +46,24 @@ def read_image(path: Path) -> np.ndarray:
     except ModuleNotFoundError as exc:
         raise RuntimeError("reading images needs Pillow: pip install 'groundup[plot]'") from exc
     try:
-        with Image.open(path) as image:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours is lower: below
+        try:
+            image = Image.open(path)  # reads the header only
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+        with image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise value_error("predict", "INPUT", f"an image of at most {MAX_PIXELS:,} "
+                                  "pixels", f"={width} x {height} pixels", f"file: {path}; "
+                                  "scale it down (the digit is read at 28 x 28).")
             image.load()
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = image.convert("RGBA")
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, rgba)
             grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise value_error("predict", "INPUT", "a readable image file", str(path),
                           str(exc)) from exc
     if grey.mean() > 0.5:  # dark ink on a light background
@@ -86,6 +99,7 @@ def read_inputs(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
                               f"{input_shape}", str(path), "images are read as 28 × 28.")
         x = read_image(path)[None]
     elif path.suffix.lower() == ".npz":
+        npz_headers(path, owner="predict")  # sizes checked before anything is allocated
         try:
             with np.load(path, allow_pickle=False) as data:
                 names = list(data.files)
@@ -128,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     from groundup.cli.evaluate_cmd import load_model, load_run
 
     config, run_path = load_run(args.run_dir)
+    if args.out:
+        _files.output_file("predict", args.out)  # before any work
     model = load_model(run_path, args.model_file)
     classes = int(np.prod(model.output_shape))
     top = int(check_number("predict", "--top", args.top, low=1, high=classes, integer=True))

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from groundup import _files
 from groundup._checks import check_choice, check_number, value_error
 from groundup.search.space import BOOK_SPACE, OWNER, SearchSpace
 
@@ -166,11 +167,7 @@ def run(args: argparse.Namespace) -> int:
                           " ".join(space.specs()), "stored: " + " ".join(previous.space.specs()))
     started = time.time()
     search_data, source = load_search_data(args)
-    try:
-        (run_dir / "figures").mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise value_error(OWNER, "--out", "a directory that can be created", str(run_dir),
-                          "a file stands where a parent directory should be.") from exc
+    _files.output_dir(OWNER, run_dir / "figures")
     common = {"trials": args.trials, "epochs": args.epochs, "seed": args.seed,
               "workers": args.workers, "score": args.score}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from groundup import __version__, io, optimizers, regularizers, schedules
+from groundup import __version__, _files, io, optimizers, regularizers, schedules
 from groundup._checks import check_choice, check_number, suggest, type_error, value_error
 from groundup.callbacks import EarlyStopping, LearningRateScheduler, ReduceLROnPlateau, history_csv
 from groundup.io import write_text_atomic
@@ -342,19 +342,7 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args, x_train.shape[1:], classes, rng)
     optimizer = build_optimizer(args)
     callbacks = build_callbacks(args, optimizer)
-    run_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.model}")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise value_error("train", "--out", "a directory", str(run_dir),
-                          "a file has that name.")
-    if saved is None and (run_dir / "config.json").exists():
-        raise value_error("train", "--out", "a new or empty directory", str(run_dir),
-                          f"it holds a run; continue it with --resume {run_dir} or choose "
-                          "another --out.")
-    try:
-        (run_dir / "figures").mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise value_error("train", "--out", "a directory that can be created", str(run_dir),
-                          "a file stands where a parent directory should be.") from exc
+    run_dir = _run_directory(args, saved is not None)
     config = {
         "command": "train", "argv": list(getattr(args, "argv", None) or sys.argv[1:]),
         **settings_of(args), "resume": None,
@@ -366,14 +354,39 @@ def run(args: argparse.Namespace) -> int:
     }
     if saved is None:
         write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
-    ckpt_dir = run_dir / "checkpoint"
     verb = "resuming" if saved is not None else "training"
     print(f"{verb} {args.model} on {source['name']}: {len(x_train)} train / "
           f"{config['n_val']} val / {len(x_test)} test, {args.epochs} epochs -> {run_dir}",
           file=sys.stderr)
     trainer = Trainer(model, optimizer, callbacks=callbacks, rng=rng, verbose=True,
                       fast=args.fast)
-    if saved is not None:
+    with _files.run_lock("train", run_dir):
+        _files.remove_leftovers(run_dir)  # of a write killed in an earlier process
+        return _train(args, trainer, run_dir, started, source, x_train, t_train, validation,
+                      x_test, t_test, resumed=saved is not None)
+
+
+def _run_directory(args: argparse.Namespace, resuming: bool) -> Path:
+    """The run directory, checked writable before any training (``--out`` or a new name)."""
+    run_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.model}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise value_error("train", "--out", "a directory", str(run_dir),
+                          "a file has that name.")
+    if not resuming and (run_dir / "config.json").exists():
+        raise value_error("train", "--out", "a new or empty directory", str(run_dir),
+                          f"it holds a run; continue it with --resume {run_dir} or choose "
+                          "another --out.")
+    _files.output_dir("train", run_dir / "figures")
+    _files.output_dir("train", run_dir)
+    return run_dir
+
+
+def _train(args: argparse.Namespace, trainer: Trainer, run_dir: Path, started: float,
+           source: dict[str, Any], x_train: np.ndarray, t_train: np.ndarray,
+           validation: Any, x_test: np.ndarray, t_test: np.ndarray, *, resumed: bool) -> int:
+    """Fit, then write the model, history and figure; the exit code."""
+    model, ckpt_dir = trainer.model, run_dir / "checkpoint"
+    if resumed:
         ckpt = trainer.load_checkpoint(ckpt_dir)
         print(f"continuing from epoch {trainer.epoch + 1}, step {trainer.step + 1} "
               f"({ckpt.path})", file=sys.stderr)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from groundup import __version__
+from groundup import __version__, _files
 from groundup._checks import check_number, suggest, value_error
 from groundup.experiments._common import jsonable
 from groundup.io import write_text_atomic
@@ -201,7 +201,7 @@ def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | N
         f"runs/experiment-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if run_dir.exists() and not run_dir.is_dir():
         raise value_error(owner, "--out", "a directory", str(run_dir))
-    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    _files.output_dir(owner, run_dir / "figures")
     seed_list = [config.seed + k for k in range(seeds)]
     configs = [dataclasses.replace(config, seed=s) for s in seed_list]
     _write_json(run_dir / "config.json", {
