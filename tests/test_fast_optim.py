@@ -184,8 +184,10 @@ def test_fast_variants_are_bit_equal(name, kwargs, dtype, monkeypatch):
         for n_threads in (1, 2, 3):
             fast.set_num_threads(n_threads)
             for layout in ("separate", "views"):
-                results[(numba, n_threads, layout)] = train(name, kwargs, dtype, layout,
-                                                            fast_update)
+                with trace.tracing() as ran:
+                    results[(numba, n_threads, layout)] = train(name, kwargs, dtype, layout,
+                                                                fast_update)
+                assert ran == expected_pieces(name, kwargs, layout, n_threads, numba)
     first = results[(False, 1, "separate")]
     for variant, (params, state) in results.items():
         for key in SHAPES:
@@ -441,3 +443,25 @@ def test_set_num_threads_validates():
         fast.set_num_threads(0)
     fast.set_num_threads(3)
     assert fast.get_num_threads() == 3
+
+
+def test_one_fast_optimizer_follows_a_change_of_parameters():
+    first = make_params(np.float64, "views")
+    second = make_params(np.float64, "views", seed=2)
+    del second["b3"]  # another buffer, fewer parameters: another layout
+    copies = {id(first): {k: v.copy() for k, v in first.items()},
+              id(second): {k: v.copy() for k, v in second.items()}}
+    grads = make_grads(np.float64)[0]
+    opt, want = optimizers.Adam(lr=0.01), optimizers.Adam(lr=0.01)
+    engine = fast.optimizer(opt)
+    for current in (first, second, first):
+        update = {k: grads[k] for k in current}
+        with trace.tracing() as ran:
+            engine.update(current, update)
+        want.update(copies[id(current)], update)
+        assert ran["optim.packed"] == 1
+    for current in (first, second):
+        for key, value in current.items():
+            ratio = np.max(np.abs(value - copies[id(current)][key])) / (
+                2 * 3 * np.finfo(np.float64).eps * np.max(np.abs(value)))
+            assert ratio <= 1.0, key

@@ -124,6 +124,7 @@ class FastOptimizer:
         opt = self.opt
         known = [self._flat.get(slot) for slot in opt.slots]
         if all(k is not None and k[0].shape == region.shape and k[0].dtype == region.dtype
+               and len(k[1]) == len(keys)
                and all(opt.state[slot].get(key) is view
                        for key, view in zip(keys, k[1], strict=True))
                for slot, k in zip(opt.slots, known, strict=True)):
