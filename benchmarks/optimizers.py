@@ -6,12 +6,14 @@ Run (one command; it re-executes itself with the protocol's environment)::
 
 Protocol (DESIGN §9): ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` unset, ``--threads`` threads
 per side, float32. Each side runs in its own worker process (one at a time, interleaved
-rounds) so that no side's idle thread pool spins on the cores of the other. Sides: groundup
-with ``--threads`` threads, groundup on one thread, and ``torch.optim`` (default settings).
-Prints the median time of one ``update`` (all six arrays) and the ratio torch time /
-groundup time (>= 1.0: groundup at least as fast). Gradients are fixed so every side does
-identical work. Both groundup sides use the fused numba kernels when numba is installed
-(the info line says so); ``GROUNDUP_NUMBA=0`` in the environment times the NumPy path.
+rounds) so that no side's idle thread pool spins on the cores of the other. Sides: the fast
+update (``groundup.fast.optimizer``) with ``--threads`` threads and on one thread, the
+reference ``opt.update`` (the formulas of ``groundup.optimizers``), and ``torch.optim``
+(default settings). The parameters are views of one flat buffer, as a compiled model's are.
+Prints the median time of one update (all six arrays) and the ratios torch time / groundup
+time (>= 1.0: groundup at least as fast). Gradients are fixed so every side does identical
+work. The fast sides use the fused numba kernels when numba is installed (the info line
+says so); ``GROUNDUP_NUMBA=0`` in the environment times the engine's NumPy kernels.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ CASES = {
     "adam": ("adam", {"lr": 1e-3}, "Adam", {"lr": 1e-3}),
     "sgd-momentum": ("sgd", {"lr": 0.01, "momentum": 0.9}, "SGD", {"lr": 0.01, "momentum": 0.9}),
 }
-SIDES = ("groundup", "serial", "torch")
+SIDES = ("fast", "fast-1", "reference", "torch")
 
 
 def worker(side: str, threads: int) -> None:
@@ -55,17 +57,24 @@ def worker(side: str, threads: int) -> None:
             steps[case] = getattr(torch.optim, torch_name)(tensors, **torch_kwargs).step
         info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     else:
-        from groundup import optimizers
-        from groundup.fast import _numba as _fused
+        from groundup import fast, optimizers
+        from groundup.fast import _numba
 
-        optimizers.set_num_threads(1 if side == "serial" else threads)
+        fast.set_num_threads(1 if side == "fast-1" else threads)
         for case, (name, kwargs, _, _) in CASES.items():
-            params = {k: v.copy() for k, v in params0.items()}
+            flat = np.empty(sum(v.size for v in params0.values()), dtype=np.float32)
+            params, offset = {}, 0
+            for key, value in params0.items():
+                params[key] = flat[offset:offset + value.size].reshape(value.shape)
+                params[key][...] = value
+                offset += value.size
             opt = optimizers.get(name, **kwargs)
-            steps[case] = lambda opt=opt, params=params: opt.update(params, grads)
-        info = (f"numpy {np.__version__}, {optimizers.get_num_threads()} update threads; "
-                f"BLAS: {blas_info()}; fused numba kernels: "
-                f"{'on' if _fused.kernels() is not None else 'off'}")
+            update = opt.update if side == "reference" else fast.optimizer(opt).update
+            steps[case] = lambda update=update, params=params: update(params, grads)
+        kernels = "on" if _numba.kernels() is not None else "off"
+        how = ("the reference update, no threads, no numba" if side == "reference" else
+               f"{fast.get_num_threads()} update threads; fused numba kernels: {kernels}")
+        info = f"numpy {np.__version__}, {how}; BLAS: {blas_info()}"
     for step in steps.values():
         for _ in range(5):
             step()
@@ -114,12 +123,13 @@ def main() -> None:
     print(f"load average after: {load_average()}")
     for w in workers.values():
         w.close()
-    print(f"{'optimizer':<14}{'groundup ms':>12}{'1-thread ms':>13}{'torch ms':>10}{'ratio':>8}"
-          f"{'1-thread ratio':>16}")
+    print(f"{'optimizer':<14}{'fast ms':>9}{'1-thread ms':>13}{'reference ms':>14}"
+          f"{'torch ms':>10}{'torch/fast':>12}{'torch/1-thread':>16}{'torch/reference':>17}")
     for case in CASES:
         med = {side: statistics.median(v) * 1e3 for side, v in samples[case].items()}
-        print(f"{case:<14}{med['groundup']:>12.3f}{med['serial']:>13.3f}{med['torch']:>10.3f}"
-              f"{med['torch'] / med['groundup']:>8.2f}{med['torch'] / med['serial']:>16.2f}")
+        print(f"{case:<14}{med['fast']:>9.3f}{med['fast-1']:>13.3f}{med['reference']:>14.3f}"
+              f"{med['torch']:>10.3f}{med['torch'] / med['fast']:>12.2f}"
+              f"{med['torch'] / med['fast-1']:>16.2f}{med['torch'] / med['reference']:>17.2f}")
 
 
 if __name__ == "__main__":

@@ -138,13 +138,6 @@ def run(opt, params, grads_seq):
     return params
 
 
-@pytest.fixture
-def threads():
-    before = optimizers.get_num_threads()
-    yield optimizers.set_num_threads
-    optimizers.set_num_threads(before)
-
-
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_trajectory_matches_documented_formula(name, kwargs):
     params, grads_seq = make_params(), make_grads()
@@ -252,27 +245,7 @@ def test_seed_keras_call_works_as_written():
                                 "momentum": 0.9, "nesterov": False}
 
 
-@pytest.mark.parametrize("name", ["adam", "rmsprop", "nadam", "sgd"])
-def test_threaded_update_is_bitwise_equal_to_serial(name, threads):
-    rng = np.random.default_rng(3)
-    shapes = {"W": (300, 250), "b": (250,), "V": (7, 9)}
-    start = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
-    grads_seq = [{k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
-                 for _ in range(3)]
-    results = []
-    for n in (1, 2, 3):
-        threads(n)
-        params = {k: v.copy() for k, v in start.items()}
-        run(optimizers.get(name, momentum=0.9) if name == "sgd" else optimizers.get(name),
-            params, grads_seq)
-        results.append(params)
-    for other in results[1:]:
-        for k in shapes:
-            assert np.array_equal(results[0][k], other[k])
-
-
-def test_non_contiguous_parameter_is_updated_in_place(threads):
-    threads(2)
+def test_non_contiguous_parameter_is_updated_in_place():
     base = np.ones((400, 400))
     params = {"W": base.T, "b": np.ones(3)}
     grads = {"W": np.full((400, 400), 2.0).T, "b": np.ones(3)}
@@ -472,13 +445,6 @@ def test_loaded_float64_state_adopts_float32_params():
     assert opt.state["m"]["W1"].dtype == np.float32 and params["W1"].dtype == np.float32
 
 
-def test_set_num_threads_validates(threads):
-    with pytest.raises(ValueError, match=r"set_num_threads: n must be in \[1, inf\]; got n=0"):
-        threads(0)
-    threads(3)
-    assert optimizers.get_num_threads() == 3
-
-
 # --- optional: the same numbers as torch.optim --------------------------------------------
 TORCH_CASES = [
     ("sgd", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}, "SGD",
@@ -516,83 +482,3 @@ def test_matches_torch_optim(name, kwargs, torch_name, torch_kwargs, dtype):
         rtol = 1e-9  # torch keeps NAdam's mu_product as a float32 scalar tensor
     for k in params:
         np.testing.assert_allclose(params[k], tensors[k].detach().numpy(), rtol=rtol)
-
-
-# -- the optional fused (numba) kernels give the NumPy path's bits -------------------------
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("cls", "kwargs"), [
-    (optimizers.SGD, {"momentum": 0.0}),
-    (optimizers.SGD, {"momentum": 0.9}),
-    (optimizers.SGD, {"momentum": 0.9, "nesterov": True}),
-    (optimizers.SGD, {"momentum": 0.8, "weight_decay": 1e-3}),
-    (optimizers.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "decay": 1e-2}),
-    (optimizers.SGD, {"momentum": 0.0, "weight_decay": 1e-2}),
-    (optimizers.Momentum, {}),
-    (optimizers.Adam, {}),
-    (optimizers.Adam, {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 1e-3}),
-    (optimizers.Adam, {"amsgrad": True}),
-    (optimizers.AdamW, {}),
-])
-def test_fused_update_equals_numpy_bit_for_bit(monkeypatch, dtype, cls, kwargs):
-    pytest.importorskip("numba")
-    from groundup.fast import _numba as _fused
-
-    monkeypatch.setenv("GROUNDUP_NUMBA", "1")
-    assert _fused.kernels() is not None
-    rng = np.random.default_rng(7)
-    # one array above the parallel threshold, one small, one non-contiguous-shaped 2-D
-    shapes = [(300, 400), (50,), (20, 7)]
-    start = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
-    grads = [{k: rng.standard_normal(v.shape).astype(dtype) for k, v in start.items()}
-             for _ in range(6)]
-    results = {}
-    for flag in ("1", "0"):
-        monkeypatch.setenv("GROUNDUP_NUMBA", flag)
-        params = {k: v.copy() for k, v in start.items()}
-        opt = cls(lr=0.05, **kwargs)
-        for g in grads:
-            opt.update(params, g)
-        results[flag] = (params, opt.state_dict())
-    for key in start:
-        np.testing.assert_array_equal(results["1"][0][key], results["0"][0][key], err_msg=key)
-        assert results["1"][0][key].dtype == dtype
-    for key, value in results["0"][1].items():
-        np.testing.assert_array_equal(results["1"][1][key], value, err_msg=key)
-
-
-def test_fused_kernels_can_be_turned_off(monkeypatch):
-    from groundup.fast import _numba as _fused
-
-    monkeypatch.setenv("GROUNDUP_NUMBA", "0")
-    assert _fused.kernels() is None
-
-
-@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
-def test_packed_model_parameters_update_like_separate_arrays(name, kwargs, threads):
-    from groundup.models import MultiLayerNetExtend
-
-    threads(2)
-    model = MultiLayerNetExtend(6, [40, 5], 3, use_batchnorm=True, rng=0)
-    model.add("dense", units=200).add("dense", units=200)  # a 200x200 W, updated on its own
-    packed = model.params
-    assert all(p.base is not None for p in packed.values())
-    loose = {k: v.copy() for k, v in packed.items()}
-    rng = np.random.default_rng(5)
-    grads_seq = [{k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in packed.items()}
-                 for _ in range(4)]
-    opt_packed, opt_loose = optimizers.get(name, **kwargs), optimizers.get(name, **kwargs)
-    run(opt_packed, packed, grads_seq[:2])
-    run(opt_loose, loose, grads_seq[:2])
-    runs = [len(members) for _, _, members in opt_packed._plan[1]]
-    assert runs[-2:] == [1, 1] and runs[0] > 1  # small arrays together, the large one alone
-    assert opt_loose._plan[1] is None
-    state = opt_packed.state_dict()
-    resumed = optimizers.get(name, **kwargs)
-    resumed.load_state_dict(state)  # separate arrays again, packed on the next update
-    run(resumed, packed, grads_seq[2:])
-    run(opt_loose, loose, grads_seq[2:])
-    for k in packed:
-        assert np.array_equal(packed[k], loose[k]), k
-    for key, value in resumed.state_dict().items():
-        assert np.array_equal(value, opt_loose.state_dict()[key]), key

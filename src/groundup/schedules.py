@@ -318,3 +318,15 @@ def get(name: str, **kwargs: Any) -> Any:
         raise type_error("schedules.get", "name", "a str", name, suggest("", _REGISTRY))
     key = check_choice("schedules.get", "name", name.lower(), _REGISTRY)
     return _REGISTRY[key](**kwargs)
+
+
+def inverse_time_lr(lr: float, decay: float, step: int) -> float:
+    """The lr after ``step`` updates under Keras' ``decay``: ``lr / (1 + decay * step)``.
+
+    :class:`InverseTimeDecay` with ``decay_steps=1``, without its checks; the optimizers'
+    ``decay`` keyword uses it with ``step = t - 1`` at update ``t``.
+
+    >>> inverse_time_lr(0.1, 0.5, 2)
+    0.05
+    """
+    return lr / (1.0 + decay * step)

@@ -2,10 +2,10 @@
 
 Same names, signatures, defaults and formulas as the book, so its figures and numbers can be
 reproduced; the differences from :mod:`groundup.optimizers` (torch's formulas) are listed in
-``docs/optimizers.md``. The arithmetic is done in the book's order, so float64 results are
-bit-for-bit the book's; it runs in place on preallocated buffers and keeps
-``state_dict``/``load_state_dict``. Unlike :mod:`groundup.optimizers`, a gradient of another
-float dtype than its parameter is accepted, as the book's code does.
+``docs/optimizers.md``. Each rule is a ``step`` over one parameter written as the book
+writes it, in the book's order, so float64 results are bit-for-bit the book's; the base
+class adds ``state_dict``/``load_state_dict``. Unlike :mod:`groundup.optimizers`, a gradient
+of another float dtype than its parameter is accepted, as the book's code does.
 
 >>> import numpy as np
 >>> params = {"x": np.array(-7.0), "y": np.array(2.0)}
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from groundup import optimizers as _opt
 from groundup._checks import check_choice, check_number, suggest, type_error
+from groundup._optimizer import Optimizer, State
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get"]
 
@@ -31,8 +31,9 @@ __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get"]
 _BOOK_EPS = 1e-7
 
 
-class _BookOptimizer(_opt.Optimizer):
+class _BookOptimizer(Optimizer):
     _strict_dtypes = False
+    config_keys = ("lr",)
 
     def __init__(self, lr: float) -> None:
         super().__init__(lr)
@@ -49,9 +50,6 @@ class _BookOptimizer(_opt.Optimizer):
         for key in boxed:
             params[key] = float(arrays[key])
 
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr}
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["name"] = "book." + config["name"]
@@ -62,26 +60,23 @@ class SGD(_BookOptimizer):
     """``W = W - lr * dW``. Default lr=0.01."""
 
     name = "sgd"
-    _threaded = False
 
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
-    def _kernel(self, p, g, slots, work, c):
-        (lr,), s = c, work[0]
-        np.multiply(g, lr, out=s)
-        p -= s
+    def step(self, p: np.ndarray, g: np.ndarray, state: State, lr: float) -> None:
+        p -= lr * g
 
 
 class Momentum(_BookOptimizer):
     """``v = momentum * v - lr * dW;  W = W + v``. Defaults lr=0.01, momentum=0.9."""
 
     name = "momentum"
-    _threaded = False
+    config_keys = ("lr", "momentum")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
-        self.momentum = check_number(type(self).__name__, "momentum", momentum, low=0.0)
+        self.momentum = float(check_number(type(self).__name__, "momentum", momentum, low=0.0))
         self._set_slots("v")
 
     @property
@@ -89,14 +84,9 @@ class Momentum(_BookOptimizer):
         """The book's velocity dict (``None`` before the first update)."""
         return self.state["v"] or None
 
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum}
-
-    def _kernel(self, p, g, slots, work, c):
-        (lr,), (v,), s = c, slots, work[0]
-        v *= self.momentum
-        np.multiply(g, lr, out=s)
-        v -= s
+    def step(self, p: np.ndarray, g: np.ndarray, state: State, lr: float) -> None:
+        v = state["v"]
+        v[...] = self.momentum * v - lr * g
         p += v
 
 
@@ -109,23 +99,17 @@ class Nesterov(Momentum):
 
     name = "nesterov"
 
-    def _kernel(self, p, g, slots, work, c):
-        (lr,), (v,), s = c, slots, work[0]
-        momentum = self.momentum
-        v *= momentum
-        np.multiply(g, lr, out=s)
-        v -= s
-        np.multiply(v, momentum * momentum, out=s)
-        p += s
-        np.multiply(g, (1 + momentum) * lr, out=s)
-        p -= s
+    def step(self, p: np.ndarray, g: np.ndarray, state: State, lr: float) -> None:
+        momentum, v = self.momentum, state["v"]
+        v[...] = momentum * v - lr * g
+        p += momentum * momentum * v
+        p -= (1 + momentum) * lr * g
 
 
 class AdaGrad(_BookOptimizer):
     """``h = h + dW²;  W = W - lr * dW / (sqrt(h) + 1e-7)``. Default lr=0.01."""
 
     name = "adagrad"
-    _n_work = 2
 
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
@@ -136,19 +120,10 @@ class AdaGrad(_BookOptimizer):
         """The book's accumulated squared gradients (``None`` before the first update)."""
         return self.state["h"] or None
 
-    def _kernel(self, p, g, slots, work, c):
-        (lr,), (h,), (s, t) = c, slots, work[:2]
-        np.multiply(g, g, out=s)
-        h += s
-        self._step(p, g, h, s, t, lr)
-
-    @staticmethod
-    def _step(p, g, h, s, t, lr):
-        np.sqrt(h, out=s)
-        s += _BOOK_EPS
-        np.multiply(g, lr, out=t)
-        np.divide(t, s, out=s)
-        p -= s
+    def step(self, p: np.ndarray, g: np.ndarray, state: State, lr: float) -> None:
+        h = state["h"]
+        h += g * g
+        p -= lr * g / (np.sqrt(h) + _BOOK_EPS)
 
 
 class RMSprop(AdaGrad):
@@ -158,22 +133,18 @@ class RMSprop(AdaGrad):
     """
 
     name = "rmsprop"
+    config_keys = ("lr", "decay_rate")
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
         super().__init__(lr)
-        self.decay_rate = check_number(type(self).__name__, "decay_rate", decay_rate, low=0.0,
-                                       high=1.0, high_open=True)
+        self.decay_rate = float(check_number(type(self).__name__, "decay_rate", decay_rate,
+                                             low=0.0, high=1.0, high_open=True))
 
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "decay_rate": self.decay_rate}
-
-    def _kernel(self, p, g, slots, work, c):
-        (lr,), (h,), (s, t) = c, slots, work[:2]
+    def step(self, p: np.ndarray, g: np.ndarray, state: State, lr: float) -> None:
+        h = state["h"]
         h *= self.decay_rate
-        np.multiply(g, 1 - self.decay_rate, out=s)
-        s *= g
-        h += s
-        self._step(p, g, h, s, t, lr)
+        h += (1 - self.decay_rate) * g * g
+        p -= lr * g / (np.sqrt(h) + _BOOK_EPS)
 
 
 class Adam(_BookOptimizer):
@@ -186,13 +157,15 @@ class Adam(_BookOptimizer):
     """
 
     name = "adam"
-    _n_work = 2
+    config_keys = ("lr", "beta1", "beta2")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         super().__init__(lr)
         owner = type(self).__name__
-        self.beta1 = check_number(owner, "beta1", beta1, low=0.0, high=1.0, high_open=True)
-        self.beta2 = check_number(owner, "beta2", beta2, low=0.0, high=1.0, high_open=True)
+        self.beta1 = float(check_number(owner, "beta1", beta1, low=0.0, high=1.0,
+                                        high_open=True))
+        self.beta2 = float(check_number(owner, "beta2", beta2, low=0.0, high=1.0,
+                                        high_open=True))
         self._set_slots("m", "v")
 
     @property
@@ -210,33 +183,20 @@ class Adam(_BookOptimizer):
         """Second moments by parameter name (``None`` before the first update)."""
         return self.state["v"] or None
 
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2}
-
-    def _constants(self, lr: float) -> tuple[float, ...]:
-        t = self.iterations
-        return (lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t),)
-
-    def _kernel(self, p, g, slots, work, c):
-        (lr_t,), (m, v), (s, t) = c, slots, work[:2]
-        np.subtract(g, m, out=s)
-        s *= 1 - self.beta1
-        m += s
-        np.multiply(g, g, out=s)
-        s -= v
-        s *= 1 - self.beta2
-        v += s
-        np.multiply(m, lr_t, out=t)
-        np.sqrt(v, out=s)
-        s += _BOOK_EPS
-        np.divide(t, s, out=s)
-        p -= s
+    def step(self, p: np.ndarray, g: np.ndarray, state: State, lr: float) -> None:
+        beta1, beta2, t = self.beta1, self.beta2, self.iterations
+        m, v = state["m"], state["v"]
+        # math.sqrt keeps lr_t a Python float, so float32 arrays stay float32.
+        lr_t = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+        m += (1 - beta1) * (g - m)
+        v += (1 - beta2) * (g**2 - v)
+        p -= lr_t * m / (np.sqrt(v) + _BOOK_EPS)
 
 
 _REGISTRY = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
 
 
-def get(name: str, **kwargs: Any) -> _opt.Optimizer:
+def get(name: str, **kwargs: Any) -> Optimizer:
     """The book Trainer's lookup: ``get("adam", lr=0.001)`` (case-insensitive).
 
     The book's Trainer spells RMSprop ``'rmsprpo'``; that spelling is accepted too.

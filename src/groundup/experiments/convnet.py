@@ -49,7 +49,7 @@ class Config:
             c.check_int(owner, name, getattr(self, name))
         c.check_int(owner, "pad", self.pad, low=0)
         c.check_positive(owner, "weight_init_std", self.weight_init_std)
-        c.check_choice(owner, "optimizer", self.optimizer, sorted(optimizers._REGISTRY))
+        c.check_choice(owner, "optimizer", self.optimizer, optimizers.names())
 
 
 QUICK: dict[str, Any] = {"train_size": 200, "epochs": 2, "eval_sample_num": 200,

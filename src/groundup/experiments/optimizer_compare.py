@@ -40,7 +40,7 @@ class Config:
             raise c.value_error(owner, "len(lrs)", f"len(optimizers) = {len(self.optimizers)}",
                                 len(self.lrs))
         for name in self.optimizers:
-            c.check_choice(owner, "optimizers", name, sorted(optimizers._REGISTRY))
+            c.check_choice(owner, "optimizers", name, optimizers.names())
         for lr in self.lrs:
             c.check_positive(owner, "lrs", lr)
 

@@ -1,11 +1,12 @@
-"""Optional fused update kernels (numba), used by the optimizers when numba is installed.
+"""Optional fused update kernels (numba) for the fast optimizer update (:mod:`.optim`).
 
 NumPy runs an SGD-momentum step as four passes over memory (``buf *= m``, ``buf += g``,
 ``s = lr * buf``, ``p -= s``) and an Adam step as about a dozen; a fused, vectorized loop
 reads and writes each element once. Every element goes through the same float operations
-in the same order as the NumPy path, in the array's own precision and without fast-math, so the
-results are bit-identical with and without numba (tested). ``GROUNDUP_NUMBA=0`` turns the
-kernels off; without numba (``pip install 'groundup[fast]'``) nothing changes.
+in the same order as the engine's NumPy kernels, in the array's own precision and without
+fast-math, so the results are bit-identical with and without numba (tested).
+``GROUNDUP_NUMBA=0`` turns the kernels off; without numba (``pip install 'groundup[fast]'``)
+nothing changes.
 """
 
 from __future__ import annotations
@@ -56,26 +57,29 @@ def _build() -> dict[str, Any]:
                 s = gi * lr
             p[i] = p[i] - s
 
-    def adam(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, eps_t, step, weight_decay,
-             use_decay):
+    def adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps_t, step,
+             weight_decay, use_decay, shrink, decoupled):
         for i in range(p.size):
+            pi = p[i]
             gi = g[i]
             if use_decay:
-                gi = p[i] * weight_decay + gi
-            s = gi - m[i]
-            s = s * one_minus_beta1
-            mi = m[i] + s
+                gi = pi * weight_decay + gi
+            if decoupled:
+                pi = pi * shrink
+            mi = m[i] * beta1
+            s = gi * one_minus_beta1
+            mi = mi + s
             m[i] = mi
+            vi = v[i] * beta2
             s = gi * gi
             s = s * one_minus_beta2
-            vi = v[i] * beta2
             vi = vi + s
             v[i] = vi
             s = np.sqrt(vi)
             s = s + eps_t
             s = mi / s
             s = s * step
-            p[i] = p[i] - s
+            p[i] = pi - s
 
     # error_model="numpy": x / 0 gives inf or nan as in NumPy instead of raising, which
     # also lets the loops vectorize. One thread: the vectorized loops run at memory speed,
