@@ -250,9 +250,9 @@ def memory_child(side: str, kind: str, steps: int) -> None:
 
         torch.set_num_threads(int(os.environ[_MARK]))
     else:
-        from groundup import conv, layers, models, optimizers  # noqa: F401
+        from groundup import conv, fast, layers, models, optimizers  # noqa: F401
 
-        optimizers.set_num_threads(int(os.environ[_MARK]))
+        fast.set_num_threads(int(os.environ[_MARK]))
     try:  # reset the peak so the imports' own peak does not count
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -313,9 +313,9 @@ def worker(side: str, threads: int) -> None:
 
         torch.set_num_threads(threads)
     else:
-        from groundup import optimizers
+        from groundup import fast
 
-        optimizers.set_num_threads(threads)
+        fast.set_num_threads(threads)
     train: dict[str, Callable[[], None]] = {}
     infer: dict[str, Callable[[], None]] = {}
     for line in sys.stdin:
