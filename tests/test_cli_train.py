@@ -320,3 +320,24 @@ def test_l1_is_refused_for_conv_models(tmp_path, capsys):
     assert main(["train", "--model", "convnet", "--dataset", "mnist-sample", "--l1", "0.1",
                  "--out", str(tmp_path / "r")]) == 2
     assert "--l1 must be 0 for conv models" in capsys.readouterr().err
+
+
+def test_early_stopping_stops_patience_epochs_after_the_best_and_says_which_it_restored(
+        tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist-sample", "--hidden", "30", "--lr", "0.01",
+                 "--epochs", "30", "--early-stopping", "1", "--monitor", "val_accuracy",
+                 "--out", str(out)]) == 0
+    history = json.loads((out / "history.json").read_text())
+    acc = history["val_accuracy"]
+    best = int(np.argmax(acc))  # the first maximum: later ties are no improvement
+    assert len(acc) == best + 2 < 30
+    assert f"restored the weights of epoch {best + 1};" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["monitor"] == "val_accuracy"
+
+
+def test_early_stopping_monitor_is_checked(tmp_path, capsys):
+    assert main(["train", "--early-stopping", "2", "--monitor", "val_acc",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "did you mean 'val_accuracy'" in capsys.readouterr().err

@@ -159,9 +159,10 @@ def test_early_stopping_restores_the_best_checkpointed_weights(digits, tmp_path)
     assert trainer.stop_training and stopper.stopped_epoch is not None
     best = int(np.argmin(history["val_loss"]))
     assert stopper.best_epoch == saver.best_epoch == best
-    assert len(history) == best + 1 + stopper.patience + 1  # it ran past the best epoch
+    assert len(history) == best + 1 + stopper.patience  # Keras: `patience` epochs past the best
     np.testing.assert_array_equal(model.predict(xv), io.load(best_file).predict(xv))
-    assert "early stopping: val_loss did not improve for 3 epochs" in trainer.stop_reason
+    assert "early stopping: val_loss did not improve for 2 epochs" in trainer.stop_reason
+    assert stopper.restored_epoch == best
 
 
 def test_model_checkpoint_pattern_writes_one_file_per_epoch(digits, tmp_path):
@@ -294,3 +295,55 @@ def test_trainer_rejects_inputs_that_do_not_fit_the_model(digits):
         Trainer(model, opt, rng=rng).fit(x.reshape(-1, 1, 28, 28), t, epochs=1)
     with pytest.raises(TypeError, match="callbacks must be Callback instances"):
         Trainer(model, opt, callbacks=[print], rng=rng)
+
+
+def _scripted(stopper, values):
+    """Feed ``values`` as val_loss, one per epoch, with W = epoch; the epochs that ran."""
+    model = SimpleNamespace(params={"W": np.zeros(1)}, state={})
+    trainer = SimpleNamespace(model=model, stop_training=False, stop_reason=None)
+    stopper.on_train_begin(trainer)
+    ran = 0
+    for epoch, value in enumerate(values):
+        model.params["W"][...] = epoch
+        ran += 1
+        stopper.on_epoch_end(trainer, epoch, {"val_loss": value})
+        if trainer.stop_training:
+            break
+    stopper.on_train_end(trainer)
+    return ran, float(model.params["W"][0])
+
+
+@pytest.mark.parametrize(("patience", "ran"), [(0, 4), (1, 4), (2, 5), (3, 6)])
+def test_early_stopping_stops_patience_epochs_after_the_best_as_keras(patience, ran):
+    values = [5, 4, 3, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0]  # best at epoch 2 (0-based)
+    got, restored = _scripted(EarlyStopping(patience=patience, restore_best_weights=True),
+                              values)
+    assert (got, restored) == (ran, 2.0)
+
+
+def test_early_stopping_restores_the_best_weights_without_stopping_early():
+    stopper = EarlyStopping(patience=10, restore_best_weights=True)
+    assert _scripted(stopper, [3, 1, 2, 2.5]) == (4, 1.0)
+    assert stopper.stopped_epoch is None and stopper.restored_epoch == 1
+
+
+def test_early_stopping_baseline_keeps_counting_until_it_is_beaten():
+    values = [3, 3.5, 4, 4.5]
+    assert _scripted(EarlyStopping(patience=2, restore_best_weights=True), values) == (3, 0.0)
+    # epoch 0 improves on nothing but not on the baseline, so its wait is not reset
+    stopper = EarlyStopping(patience=2, restore_best_weights=True, baseline=1.0)
+    assert _scripted(stopper, values) == (2, 0.0)
+
+
+def test_early_stopping_start_from_epoch_ignores_the_warm_up():
+    stopper = EarlyStopping(patience=1, start_from_epoch=3)
+    ran, _ = _scripted(stopper, [1, 2, 3, 4, 5, 6, 7])
+    assert ran == 5  # epochs 0-2 not monitored; best at 3, stop at 4
+
+
+def test_early_stopping_loads_a_state_saved_by_earlier_versions():
+    stopper = EarlyStopping(patience=2)
+    stopper.load_state_dict({"best": 0.5, "best_epoch": 3, "wait": 1, "stopped_epoch": None})
+    trainer = SimpleNamespace(model=None, stop_training=False, stop_reason=None)
+    stopper.on_epoch_end(trainer, 5, {"val_loss": 0.6})
+    assert trainer.stop_training and stopper.wait == 2

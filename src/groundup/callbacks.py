@@ -114,18 +114,32 @@ class TerminateOnNaN(Callback):
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs (Keras semantics). With ``restore_best_weights`` the model ends with the
-    parameters and batch-norm statistics of its best epoch.
+    epochs, as Keras 3's ``EarlyStopping``.
+
+    At the end of every epoch from ``start_from_epoch`` on: ``wait += 1``; an improvement
+    on the best value so far makes it the best (and, with ``restore_best_weights``, keeps a
+    copy of the parameters and batch-norm statistics) and sets ``wait = 0`` — but only if
+    it also beats ``baseline`` when one is given; otherwise, once ``wait >= patience``
+    (and after the first epoch), training stops. So ``patience=2`` stops two epochs after
+    the best one. With ``restore_best_weights`` the model ends with the weights of the best
+    epoch (of the first monitored epoch if none improved) whether or not training stopped
+    early; ``restored_epoch`` then says which epoch (0-based).
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best_weights: bool = False) -> None:
-        self._best = _Best("EarlyStopping", monitor, mode, min_delta)
+                 mode: str = "auto", restore_best_weights: bool = False,
+                 baseline: float | None = None, start_from_epoch: int = 0) -> None:
+        owner = "EarlyStopping"
+        self._best = _Best(owner, monitor, mode, min_delta)
         self.monitor = monitor
-        self.patience = check_number("EarlyStopping", "patience", patience, low=0, integer=True)
+        self.patience = check_number(owner, "patience", patience, low=0, integer=True)
         self.min_delta = self._best.min_delta
         self.mode = mode
         self.restore_best_weights = bool(restore_best_weights)
+        self.baseline = None if baseline is None else float(check_number(owner, "baseline",
+                                                                         baseline))
+        self.start_from_epoch = check_number(owner, "start_from_epoch", start_from_epoch,
+                                             low=0, integer=True)
         self.on_train_begin(None)
 
     @property
@@ -138,27 +152,45 @@ class EarlyStopping(Callback):
         self.best_arrays: dict[str, np.ndarray] | None = None
         self.wait = 0
         self.stopped_epoch: int | None = None
+        self.restored_epoch: int | None = None
+
+    def _beats_baseline(self, value: float) -> bool:
+        if self.baseline is None:
+            return True
+        return value < self.baseline - self.min_delta if self._best.mode == "min" \
+            else value > self.baseline + self.min_delta
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         value = _monitored("EarlyStopping", self.monitor, logs)
-        if self._best.improved(value):
-            self._best.value, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                self.best_arrays = {k: v.copy() for k, v in model_arrays(trainer.model).items()}
+        if epoch < self.start_from_epoch:
             return
+        if self.restore_best_weights and self.best_arrays is None:
+            self._keep(trainer, epoch)  # nothing better seen yet: these are the best
         self.wait += 1
-        if self.wait > self.patience:
+        if self._best.improved(value):
+            self._best.value = value
+            self._keep(trainer, epoch)
+            if self._beats_baseline(value):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
             trainer.stop_training = True
             self.stopped_epoch = epoch
-            best = "none" if self.best_epoch is None else (
+            best = "none" if not math.isfinite(self.best) else (
                 f"{self.best:.4f} at epoch {self.best_epoch + 1}")
             trainer.stop_reason = (f"early stopping: {self.monitor} did not improve for "
                                    f"{self.wait} epochs (best {best})")
+
+    def _keep(self, trainer: Trainer, epoch: int) -> None:
+        self.best_epoch = epoch
+        if self.restore_best_weights:
+            self.best_arrays = {k: v.copy() for k, v in model_arrays(trainer.model).items()}
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.restore_best_weights and self.best_arrays is not None:
             for key, array in model_arrays(trainer.model).items():
                 array[...] = self.best_arrays[key]
+            self.restored_epoch = self.best_epoch
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"best": self.best, "best_epoch": self.best_epoch,
@@ -168,6 +200,7 @@ class EarlyStopping(Callback):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        # ``wait`` counts the epochs since the best one, in checkpoints of every version
         self._best.value = float(state["best"])
         self.best_epoch, self.wait = state["best_epoch"], int(state["wait"])
         self.stopped_epoch = state["stopped_epoch"]

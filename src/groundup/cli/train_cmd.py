@@ -32,6 +32,7 @@ CONV_MODELS = ("convnet", "deep-convnet")
 # --config keys that have no flag: tables passed through to the library.
 TABLE_KEYS = ("optimizer_args", "schedule", "reduce_lr_on_plateau")
 # Settings that may differ when resuming (the rest must match the saved run).
+MONITORS = ("val_loss", "val_accuracy", "loss", "train_accuracy")
 RESUMABLE = ("epochs", "resume", "config", "out")
 
 
@@ -65,8 +66,11 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     arg("--val-fraction", type=float, default=0.1,
         help="stratified share of the training set held out for validation")
     arg("--early-stopping", type=int, metavar="PATIENCE",
-        help="stop when val_loss has not improved for PATIENCE epochs and restore the best "
-             "weights")
+        help="stop when the monitored metric has not improved for PATIENCE epochs (Keras' "
+             "rule) and restore the weights of the best epoch")
+    arg("--monitor", default="val_loss", metavar="METRIC",
+        help="what --early-stopping watches: val_loss (default), val_accuracy, loss or "
+             "train_accuracy")
     arg("--no-fast", dest="fast", action="store_false", default=True,
         help="train on the reference layers and optimizers instead of the fast engine "
              "(same formulas, slower; see docs/speed.md)")
@@ -215,7 +219,8 @@ def build_callbacks(args: argparse.Namespace, optimizer: Any) -> list[Any]:
     if plateau:
         callbacks.append(ReduceLROnPlateau(**plateau))
     if args.early_stopping is not None:
-        callbacks.append(EarlyStopping("val_loss", patience=args.early_stopping,
+        callbacks.append(EarlyStopping(getattr(args, "monitor", None) or "val_loss",
+                                       patience=args.early_stopping,
                                        restore_best_weights=True))
     return callbacks
 
@@ -237,8 +242,11 @@ def validate(args: argparse.Namespace) -> None:
         check_number("train", "--lr", args.lr, low=0, low_open=True)
     if args.early_stopping is not None:
         check_number("train", "--early-stopping", args.early_stopping, low=0, integer=True)
-        if args.val_fraction == 0:
-            raise value_error("train", "--val-fraction", "> 0 with --early-stopping", 0.0)
+        monitor = getattr(args, "monitor", None) or "val_loss"
+        check_choice("train", "--monitor", monitor, MONITORS)
+        if args.val_fraction == 0 and monitor.startswith("val_"):
+            raise value_error("train", "--val-fraction", f"> 0 with --early-stopping on "
+                              f"{monitor}", 0.0, "or use --monitor loss.")
     if (getattr(args, "reduce_lr_on_plateau", None) and args.val_fraction == 0
             and args.reduce_lr_on_plateau.get("monitor", "val_loss").startswith("val_")):
         raise value_error("train", "--val-fraction", "> 0 with reduce_lr_on_plateau", 0.0)
@@ -414,6 +422,9 @@ def _train(args: argparse.Namespace, trainer: Trainer, run_dir: Path, started: f
               file=sys.stderr)
         return 1
     final = trainer.evaluate(x_test, t_test)
+    restored = [cb.restored_epoch for cb in trainer.callbacks
+                if isinstance(cb, EarlyStopping) and cb.restored_epoch is not None]
+    note = f"; restored the weights of epoch {restored[0] + 1}" if restored else ""
     print(f"test accuracy {final['accuracy']:.4f}, test loss {final['loss']:.4f} "
-          f"({time.time() - started:.1f} s); run directory: {run_dir}")
+          f"({time.time() - started:.1f} s){note}; run directory: {run_dir}")
     return 0
