@@ -271,7 +271,10 @@ def test_progress_bar_prints_lines_when_not_a_terminal_and_a_bar_when_asked(
     model, opt, rng = make()
     Trainer(model, opt, callbacks=[ProgressBar(stream=stream)], rng=rng).fit(x, t, epochs=2)
     lines = stream.getvalue().splitlines()
-    assert [line.split()[0] for line in lines] == ["epoch=1", "epoch=2"]
+    assert [line.split()[:2] for line in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    # aligned: every column starts at the same place in every line, with fixed precision
+    assert lines[0].index("train_acc") == lines[1].index("train_acc")
+    assert "test_" not in lines[0] and "lr  1.00e-" in lines[0]
 
     class FakeTerminal(_io.StringIO):
         def isatty(self):
@@ -281,11 +284,20 @@ def test_progress_bar_prints_lines_when_not_a_terminal_and_a_bar_when_asked(
     monkeypatch.setenv("CI", "true")
     tty = FakeTerminal()
     Trainer(model, opt, callbacks=[ProgressBar(stream=tty)], rng=rng).fit(x, t, epochs=1)
-    assert "epoch 1/1" not in tty.getvalue()  # CI=true: quiet lines only
+    assert "\r" not in tty.getvalue() and "step" not in tty.getvalue()  # CI=true: lines only
     monkeypatch.delenv("CI")
     tty = FakeTerminal()
     Trainer(model, opt, callbacks=[ProgressBar(stream=tty)], rng=rng).fit(x, t, epochs=1)
-    assert "epoch 1/1" in tty.getvalue() and "epoch=1 " in tty.getvalue()
+    assert "step" in tty.getvalue() and "epoch 1/1  loss" in tty.getvalue()
+
+
+def test_epoch_lines_say_when_the_loss_includes_the_weight_penalty(digits):
+    x, t, _, _ = digits
+    stream = _io.StringIO()
+    model = MultiLayerNetExtend(784, [20], 10, weight_decay_lambda=0.1, rng=0)
+    Trainer(model, optimizers.SGD(lr=0.01), callbacks=[ProgressBar(stream=stream)],
+            rng=0).fit(x, t, epochs=1)
+    assert stream.getvalue().startswith("epoch 1/1  loss+pen ")
 
 
 def test_trainer_rejects_inputs_that_do_not_fit_the_model(digits):

@@ -349,10 +349,28 @@ def _ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-def format_logs(logs: Mapping[str, Any]) -> str:
-    """``epoch=3 loss=0.2514 ...``: one line per epoch."""
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in logs.items())
+# (log key, column title, format): the columns an epoch line shows, in this order
+_COLUMNS = (("loss", "loss", "{:9.4f}"), ("train_accuracy", "train_acc", "{:9.4f}"),
+            ("val_loss", "val_loss", "{:9.4f}"), ("val_accuracy", "val_acc", "{:8.4f}"),
+            ("lr", "lr", "{:9.2e}"))
+
+
+def format_logs(logs: Mapping[str, Any], epochs: int | None = None,
+                penalty: bool = False) -> str:
+    """One aligned line per epoch: ``epoch  3/10  loss   0.2514  train_acc   0.9300 ...``.
+
+    Fixed precision, so the columns line up from epoch to epoch. Test metrics are left out
+    (they are in the history; the final test result is printed once at the end). With
+    ``penalty`` the loss column is titled ``loss+pen``: it includes the weight penalty.
+    """
+    width = len(str(epochs)) if epochs else 3
+    epoch = f"{logs.get('epoch', '?'):>{width}}" + (f"/{epochs}" if epochs else "")
+    parts = [f"epoch {epoch}"]
+    for key, title, fmt in _COLUMNS:
+        if key in logs and logs[key] is not None:
+            name = "loss+pen" if key == "loss" and penalty else title
+            parts.append(f"{name} {fmt.format(logs[key])}")
+    return "  ".join(parts)
 
 
 class ProgressBar(Callback):
@@ -396,7 +414,9 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        print(format_logs(logs), file=self.stream or sys.stderr, flush=True)
+        penalty = bool(getattr(trainer.model, "regularizers", None))
+        print(format_logs(logs, trainer.epochs, penalty), file=self.stream or sys.stderr,
+              flush=True)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self._bar is not None:
