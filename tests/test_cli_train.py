@@ -162,7 +162,7 @@ def test_resume_with_a_different_setting_exits_2(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "--lr must be None as in the run being resumed" in err[0]
+    assert "--lr must be left unset (its default) as in the run being resumed" in err[0]
     assert main(["train", "--resume", str(out), "--hidden", "10"]) == 2
     assert "--hidden must be '64,32'" in capsys.readouterr().err
     # the same value as saved is fine, and so is a longer run
@@ -341,3 +341,27 @@ def test_early_stopping_monitor_is_checked(tmp_path, capsys):
     assert main(["train", "--early-stopping", "2", "--monitor", "val_acc",
                  "--out", str(tmp_path / "r")]) == 2
     assert "did you mean 'val_accuracy'" in capsys.readouterr().err
+
+
+def test_a_misspelled_flag_gets_did_you_mean(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--learning-rat", "0.1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --learning-rat 0.1" in err and "--" in err
+    with pytest.raises(SystemExit):
+        main(["experiment", "run", "overfit", "--seed-s", "3"])
+    assert "did you mean --seeds?" in capsys.readouterr().err
+
+
+def test_help_texts_show_names_without_rst_quotes(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    out = capsys.readouterr().out
+    assert "groundup experiment" in out and "``" not in out
+
+
+def test_data_without_an_action_says_what_to_type(capsys):
+    assert main(["data"]) == 2
+    err = capsys.readouterr().err
+    assert "groundup data list" in err and "None" not in err

@@ -131,11 +131,6 @@ def test_data_download_unwritable_data_dir_exit_2(tiny_as_mnist, tmp_path, capsy
     assert "a file stands where a directory should be" in capsys.readouterr().err
 
 
-def test_data_without_action_exit_2(capsys):
-    assert main(["data"]) == 2
-    assert "data: ACTION must be one of list, info, download, verify" in capsys.readouterr().err
-
-
 def test_data_unknown_name_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["data", "info", "cifar"])

@@ -9,6 +9,7 @@ and exit 2, with no warning printed beside it.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 import warnings
@@ -33,6 +34,37 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def format_help(self) -> str:  # docstrings quote names as ``x``; help shows them plain
+        return super().format_help().replace("``", "")
+
+    def format_usage(self) -> str:
+        return super().format_usage().replace("``", "")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every --flag of ``parser`` and of the sub-commands below it."""
+    found = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None,
+                  extras: list[str]) -> str:
+    """argparse's message for arguments nobody took, with "did you mean" for a flag."""
+    text = f"unrecognized arguments: {' '.join(extras)}"
+    sub = next((a.choices.get(command) for a in parser._actions
+                if isinstance(a, argparse._SubParsersAction)), None)
+    flags = sorted(_option_strings(sub)) if sub is not None else []
+    for extra in extras:
+        if extra.startswith("--"):
+            close = difflib.get_close_matches(extra.split("=")[0], flags, n=1)
+            if close:
+                return f"{text} (did you mean {close[0]}?)"
+    return text
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="groundup", description=__doc__.splitlines()[0])
@@ -51,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.error(_unrecognized(parser, args.command, extras))
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -6,7 +6,6 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from groundup._checks import value_error
 from groundup.data.download import DEFAULT_TIMEOUT, data_home, dataset_cache_dir, fetch_file
 from groundup.data.loaders import file_status, load_mnist_sample, search_dirs
 from groundup.data.registry import (
@@ -138,6 +137,6 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch ``groundup data ACTION``; returns the exit code."""
     actions = {"list": _list, "info": _info, "download": _download, "verify": _verify}
     if args.data_command is None:
-        raise value_error("data", "ACTION", "one of list, info, download, verify", None,
-                          "try `groundup data list`.")
+        raise ValueError("data: an action is needed: groundup data list | info NAME | "
+                         "download NAME | verify NAME (try `groundup data list`).")
     return actions[args.data_command](args)

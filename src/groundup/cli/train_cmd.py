@@ -283,10 +283,11 @@ def resolve_settings(args: argparse.Namespace) -> tuple[argparse.Namespace, dict
                 continue
             if key not in saved or saved[key] != value:
                 flag = "--" + key.replace("_", "-")
-                raise value_error("train", flag, f"{saved.get(key)!r} as in the run being "
-                                  f"resumed ({run_dir})", value,
-                                  "drop the flag to continue it, or start a new run with "
-                                  "--out.")
+                before = saved.get(key)
+                shown = "left unset (its default)" if before is None else repr(before)
+                raise value_error("train", flag, f"{shown} as in the run being resumed "
+                                  f"({run_dir})", value, "drop the flag to continue it, or "
+                                  "start a new run with --out.")
         merged = {**{k: v for k, v in saved.items() if k in known or k in TABLE_KEYS},
                   "resume": str(run_dir), "out": str(run_dir), "config": args.config}
         if "epochs" in wanted:
@@ -317,6 +318,11 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     return config
 
 
+def _where(epoch: int, step: int) -> str:
+    """A training position in words: ``epoch`` epochs done and ``step`` steps of the next."""
+    return f"epoch {epoch + 1} after step {step}" if step else f"the end of epoch {epoch}"
+
+
 def _checkpoint_position(ckpt_dir: Path) -> str:
     """Where the checkpoint on disk stands, in words."""
     from groundup import checkpoint
@@ -325,7 +331,7 @@ def _checkpoint_position(ckpt_dir: Path) -> str:
     if where_is is None:
         return "no checkpoint was written yet"
     found, epoch, step = where_is
-    where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+    where = _where(epoch, step)
     return f"the checkpoint in {found} is at {where}"
 
 
@@ -404,8 +410,8 @@ def _train(args: argparse.Namespace, trainer: Trainer, run_dir: Path, started: f
     model, ckpt_dir = trainer.model, run_dir / "checkpoint"
     if resumed:
         ckpt = trainer.load_checkpoint(ckpt_dir)
-        print(f"continuing from epoch {trainer.epoch + 1}, step {trainer.step + 1} "
-              f"({ckpt.path})", file=sys.stderr)
+        print(f"continuing from {_where(trainer.epoch, trainer.step)} ({ckpt.path})",
+              file=sys.stderr)
     try:
         history = trainer.fit(x_train, t_train, epochs=args.epochs,
                               batch_size=args.batch_size, validation=validation,
