@@ -365,3 +365,56 @@ def test_data_without_an_action_says_what_to_type(capsys):
     assert main(["data"]) == 2
     err = capsys.readouterr().err
     assert "groundup data list" in err and "None" not in err
+
+
+# -- your own data: a test split from the command line, paths that survive a cd ----------
+
+def _digits_csv(path, n=400, seed=0):
+    from groundup.data import load_mnist_sample
+
+    (x, t), _ = load_mnist_sample(normalize=False, flatten=True)
+    rows = np.concatenate([t[:n, None].astype(np.int64), x[:n].astype(np.int64)], axis=1)
+    np.savetxt(path, rows, fmt="%d", delimiter=",")
+    return path
+
+
+def test_a_csv_without_a_test_split_trains_with_test_fraction(tmp_path, monkeypatch):
+    data = _digits_csv(tmp_path / "digits.csv")
+    configs = []
+    for seed in (1, 2):
+        out = tmp_path / f"run{seed}"
+        assert main(["train", "--dataset", str(data), "--test-fraction", "0.25", "--epochs",
+                     "1", "--hidden", "16", "--seed", str(seed), "--out", str(out)]) == 0
+        configs.append(json.loads((out / "config.json").read_text()))
+    for config in configs:
+        assert config["n_test"] == 100 and config["n_train"] + config["n_val"] == 300
+        assert config["data_source"]["test_split"] == {"fraction": 0.25, "seed": 0}
+    # evaluate from another directory, on the same test set, with a relative path given
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert configs[0]["dataset"] == str(data.resolve())
+    assert main(["evaluate", str(tmp_path / "run1")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "run1"), "--epochs", "2"]) == 0
+
+
+def test_test_data_gives_the_test_set_of_a_csv(tmp_path, capsys):
+    train = _digits_csv(tmp_path / "train.csv", n=300)
+    test = _digits_csv(tmp_path / "test.csv", n=50)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(train), "--test-data", str(test), "--epochs", "1",
+                 "--hidden", "16", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["n_test"] == 50
+
+
+def test_a_csv_without_a_test_split_says_how_to_make_one(tmp_path, capsys):
+    data = _digits_csv(tmp_path / "digits.csv", n=50)
+    assert main(["train", "--dataset", str(data), "--out", str(tmp_path / "r")]) == 2
+    assert "--test-fraction 0.2" in capsys.readouterr().err
+
+
+def test_test_fraction_is_refused_when_the_data_has_a_test_split(tmp_path, capsys):
+    assert main(["train", "--test-fraction", "0.2", "--dataset", "mnist-sample",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--test-fraction must be left out when the data set has a test split" in \
+        capsys.readouterr().err

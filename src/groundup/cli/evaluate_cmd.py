@@ -57,8 +57,11 @@ def run_data(config: dict[str, Any], split: str, dataset: str | None,
     from groundup.data import train_val_split
 
     name = dataset or config["dataset"]
+    own = dataset is None  # the run's own data: the same test split, if it made one
     (x_train, t_train), (x_test, t_test), source = load_data(
-        name, flatten=not conv, data_dir=config.get("data_dir"), strict=False)
+        name, flatten=not conv, data_dir=config.get("data_dir"), strict=False,
+        test_fraction=config.get("test_fraction", 0.0) if own else 0.0,
+        test_data=config.get("test_data") if own else None)
     if split == "test":
         return x_test, t_test, source["name"]
     fraction = config.get("val_fraction", 0.0) if dataset is None else 0.0

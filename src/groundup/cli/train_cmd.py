@@ -69,6 +69,12 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
         help="dropout ratio after each hidden activation (0 = off)")
     arg("--batchnorm", action="store_true", default=False,
         help="batch norm before each activation")
+    arg("--test-fraction", type=float, default=0.0,
+        help="for a data file without a test split: the stratified share held out for test "
+             "(the same for every --seed)")
+    arg("--test-data", metavar="FILE",
+        help="for a data file without a test split: a .npz/.csv file whose examples are the "
+             "test set")
     arg("--val-fraction", type=float, default=0.1,
         help="stratified share of the training set held out for validation")
     arg("--early-stopping", type=int, metavar="PATIENCE",
@@ -131,14 +137,30 @@ def read_config_file(path: str, known: set[str]) -> dict[str, Any]:
     return settings
 
 
-def load_data(dataset: str, *, flatten: bool, data_dir: str | None,
-              strict: bool) -> tuple[tuple, tuple, dict[str, Any]]:
-    """((x_train, t_train), (x_test, t_test), where the data came from as a dict)."""
+# The --test-fraction split does not depend on --seed: every seed of one data file is
+# measured on the same test set.
+TEST_SPLIT_SEED = 0
+
+
+def _load_file(path: str, flatten: bool) -> Any:
+    from groundup import data
+
+    loader = data.load_npz if path.endswith(".npz") else data.load_csv
+    return loader(path, normalize=True, flatten=flatten)
+
+
+def load_data(dataset: str, *, flatten: bool, data_dir: str | None, strict: bool,
+              test_fraction: float = 0.0,
+              test_data: str | None = None) -> tuple[tuple, tuple, dict[str, Any]]:
+    """((x_train, t_train), (x_test, t_test), where the data came from as a dict).
+
+    A user file without a test split gets one from ``test_fraction`` (stratified, with
+    ``TEST_SPLIT_SEED``) or from the examples of another file, ``test_data``.
+    """
     from groundup import data
 
     if dataset.endswith((".npz", ".csv")):
-        loader = data.load_npz if dataset.endswith(".npz") else data.load_csv
-        loaded = loader(dataset, normalize=True, flatten=flatten)
+        loaded = _load_file(dataset, flatten)
     else:
         name = check_choice("train", "--dataset", dataset,
                             ("mnist", "mnist-sample", "fashion-mnist"))
@@ -147,11 +169,28 @@ def load_data(dataset: str, *, flatten: bool, data_dir: str | None,
         else:
             loader = data.load_mnist if name == "mnist" else data.load_fashion_mnist
             loaded = loader(normalize=True, flatten=flatten, data_dir=data_dir, strict=strict)
-    (train, test) = loaded
+    (train, test), info = loaded, loaded.info.to_dict()
+    if (test_fraction or test_data) and len(test[0]):
+        flag = "--test-fraction" if test_fraction else "--test-data"
+        raise value_error("train", flag, "left out when the data set has a test split",
+                          test_fraction or test_data, f"{dataset} has {len(test[0])} test "
+                          "examples of its own.")
+    if test_fraction and test_data:
+        raise value_error("train", "--test-data", "left out when --test-fraction is given",
+                          test_data)
+    if test_fraction:
+        train, test = data.train_val_split(*train, test_fraction, seed=TEST_SPLIT_SEED)
+        info["test_split"] = {"fraction": test_fraction, "seed": TEST_SPLIT_SEED}
+    elif test_data:
+        extra = _load_file(test_data, flatten)
+        test = (np.concatenate([extra[0][0], extra[1][0]]),
+                np.concatenate([extra[0][1], extra[1][1]]))
+        info["test_split"] = {"file": test_data}
     if len(test[0]) == 0:
         raise value_error("train", "--dataset", "a data set with a test split (x_test, t_test)",
-                          dataset)
-    return train, test, loaded.info.to_dict()
+                          dataset, "or split one off with --test-fraction 0.2, or give "
+                          "--test-data FILE.")
+    return train, test, info
 
 
 def build_model(args: argparse.Namespace, input_shape: tuple[int, ...], classes: int,
@@ -245,6 +284,8 @@ def validate(args: argparse.Namespace) -> None:
     check_number("train", "--l1", getattr(args, "l1", 0.0), low=0)
     check_number("train", "--dropout", args.dropout, low=0, high=1, high_open=True)
     check_number("train", "--val-fraction", args.val_fraction, low=0, high=1, high_open=True)
+    check_number("train", "--test-fraction", getattr(args, "test_fraction", 0.0), low=0, high=1,
+                 high_open=True)
     check_number("train", "--seed", args.seed, integer=True)
     if args.lr is not None:
         check_number("train", "--lr", args.lr, low=0, low_open=True)
@@ -268,16 +309,26 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in SETTINGS_EXCLUDED}
 
 
+def _absolute_paths(settings: dict[str, Any]) -> dict[str, Any]:
+    """Data file paths made absolute, so ``evaluate`` and ``--resume`` work from anywhere."""
+    out = dict(settings)
+    for key in ("dataset", "test_data", "data_dir"):
+        value = out.get(key)
+        if isinstance(value, str) and (key != "dataset" or value.endswith((".npz", ".csv"))):
+            out[key] = str(Path(value).expanduser().resolve())
+    return out
+
+
 def resolve_settings(args: argparse.Namespace) -> tuple[argparse.Namespace, dict | None]:
     """Merge defaults < --config file < flags; with --resume, the saved run's settings."""
-    explicit = explicit_flags(args)
+    explicit = _absolute_paths(explicit_flags(args))
     known = set(vars(args))
     if args.resume:
         run_dir = Path(args.resume)
         saved = {"fast": True, **read_run_config(run_dir)}  # runs from before --no-fast
         wanted = dict(explicit)
         if args.config:
-            wanted = {**read_config_file(args.config, known), **explicit}
+            wanted = _absolute_paths({**read_config_file(args.config, known), **explicit})
         for key, value in wanted.items():
             if key in RESUMABLE:
                 continue
@@ -298,7 +349,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[argparse.Namespace, dict
     if args.config:
         merged.update(read_config_file(args.config, known))
         merged.update(explicit)
-    return argparse.Namespace(**merged), None
+    return argparse.Namespace(**_absolute_paths(merged)), None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
@@ -346,7 +397,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     conv = args.model in CONV_MODELS
     (x_train, t_train), (x_test, t_test), source = load_data(
-        args.dataset, flatten=not conv, data_dir=args.data_dir, strict=args.strict)
+        args.dataset, flatten=not conv, data_dir=args.data_dir, strict=args.strict,
+        test_fraction=getattr(args, "test_fraction", 0.0),
+        test_data=getattr(args, "test_data", None))
     if saved is not None:
         before = {k: saved["data_source"].get(k) for k in SAME_DATA_KEYS}
         now = {k: source.get(k) for k in SAME_DATA_KEYS}
