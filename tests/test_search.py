@@ -298,3 +298,63 @@ def test_run_pool_fails_a_dead_workers_task_and_runs_it_again(tmp_path):
              or True)
     assert done == {0: 0, 1: 10, 2: 20, 3: 30}
     assert len(failed) == 1 and failed[0][0] == 1 and "died (exit code 9)" in failed[0][1]
+
+
+SPACE = ["--param", "lr=log:1e-3:1e-1", "--param", "hidden_layers=2", "--param",
+         "hidden_size=20"]
+
+
+def _trials(out):
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    return [{k: v for k, v in t.items() if k != "duration_s"} for t in trials]
+
+
+def test_ctrl_c_mid_search_then_resume_equals_an_uninterrupted_search(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    whole = tmp_path / "whole"
+    assert main(["search", *SMALL, "--trials", "8", "--out", str(whole), *SPACE]) == 0
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "groundup", "search", *SMALL, "--trials",
+                             "8", "--out", str(out), *SPACE],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads((out / "trials.json").read_text())["trials"]) >= 2:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    written = len(_trials(out))
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert 2 <= written < 8, "interrupt the search between its trials"
+    assert main(["search", *SMALL, "--trials", "8", "--out", str(out), "--resume",
+                 *SPACE]) == 0
+    assert sorted(_trials(out), key=lambda t: t["number"]) == \
+        sorted(_trials(whole), key=lambda t: t["number"])
+
+
+@pytest.mark.parametrize("command", ["search", "experiment", "train"])
+def test_a_non_empty_out_is_refused_and_overwrite_replaces_only_own_files(tmp_path, capsys,
+                                                                          command):
+    out = tmp_path / "run"
+    argv = {"search": ["search", *SMALL, "--trials", "1", *SPACE],
+            "experiment": ["experiment", "run", "optimizer-paths", "--quick"],
+            "train": ["train", "--dataset", "mnist-sample", "--model", "two-layer",
+                      "--epochs", "1"]}[command]
+    assert main([*argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 0
+    (out / "my-notes.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 2
+    assert "my-notes.txt" in capsys.readouterr().err
+    assert (out / "my-notes.txt").read_text() == "keep me"

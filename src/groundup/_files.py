@@ -95,6 +95,37 @@ def output_file(owner: str, path: str | os.PathLike) -> Path:
     return target
 
 
+def claim_output(owner: str, path: str | os.PathLike, outputs: tuple[str, ...],
+                 overwrite: bool, resumable: bool = False) -> None:
+    """Refuse an ``--out`` that already holds files, unless ``overwrite``; then remove the
+    command's own earlier ``outputs`` (file or directory names) and refuse if anything else
+    is there: groundup never deletes a file it did not write."""
+    directory = Path(path)
+    if not directory.is_dir():
+        return
+    entries = [e for e in directory.iterdir() if e.name != ".lock"
+               and _LEFTOVER.match(e.name) is None]
+    if not entries:
+        return
+    if not overwrite:
+        names = sorted(e.name for e in entries)
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        resume = "continue it with --resume, " if resumable else ""
+        raise ValueError(f"{owner}: --out must be a new or empty directory; got {directory} "
+                         f"holding {shown}. Choose another --out, {resume}or replace the "
+                         "earlier run with --overwrite.")
+    foreign = sorted(e.name for e in entries if e.name not in outputs)
+    if foreign:
+        raise ValueError(f"{owner}: --overwrite must find only this command's outputs in "
+                         f"{directory}; got {', '.join(foreign[:4])}. Move them or choose "
+                         "another --out.")
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
                  binary: bool = True, owner: str = "write") -> Path:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``."""

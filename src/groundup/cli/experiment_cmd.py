@@ -45,6 +45,8 @@ def add_parser(sub: Any) -> None:
                            help="processes for the seeds (default: min(seeds, cores))")
             q.add_argument("--out", default=None,
                            help="run directory (default runs/experiment-NAME-<time>)")
+            q.add_argument("--overwrite", action="store_true",
+                           help="replace an earlier experiment run in --out")
             q.add_argument("--no-figures", dest="figures", action="store_false",
                            help="write the JSON files only")
             q.add_argument("--show", action="store_true",
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     payload = experiments.run_experiment(
         args.name, seed=0 if args.seed is None else args.seed, seeds=args.seeds,
         dataset=args.dataset, out=args.out, quick=args.quick, sets=args.sets,
-        workers=args.workers, figures=args.figures)
+        workers=args.workers, figures=args.figures, overwrite=args.overwrite)
     data = payload.get("data")
     if data and data.get("fallback"):
         print(f"data: {data['note']}", file=sys.stderr)

@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the search in --out (random) or the existing --study "
                         "(optuna; also joins a study other machines work on)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier search run in --out")
     p.add_argument("--param", action="append", default=None, metavar="NAME=SPEC",
                    help="a search dimension: log:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH, "
                         "choice:A,B,... or a fixed value; names: lr, weight_decay, "
@@ -147,6 +149,10 @@ def write_figures(result: Any, run_dir: Path) -> list[str]:
     return notes
 
 
+# What a search run writes: what --overwrite may replace.
+OUTPUTS = ("config.json", "trials.csv", "trials.json", "best.json", "figures", "study.journal")
+
+
 def run(args: argparse.Namespace) -> int:
     from groundup.io import write_text_atomic
     from groundup.search.random_search import random_search
@@ -165,9 +171,16 @@ def run(args: argparse.Namespace) -> int:
     if previous is not None and previous.space != space:
         raise value_error(OWNER, "--param", "the search space of the run being resumed",
                           " ".join(space.specs()), "stored: " + " ".join(previous.space.specs()))
+    if not args.resume:
+        _files.claim_output(OWNER, run_dir, OUTPUTS, args.overwrite, resumable=True)
     started = time.time()
     search_data, source = load_search_data(args)
     _files.output_dir(OWNER, run_dir / "figures")
+    config = {"command": "search", "argv": sys.argv[1:],
+              **{k: v for k, v in vars(args).items() if k != "func"},
+              "space": space.specs(), "data_source": source,
+              "n_train": len(search_data.x_train), "n_val": len(search_data.x_val)}
+    write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
     common = {"trials": args.trials, "epochs": args.epochs, "seed": args.seed,
               "workers": args.workers, "score": args.score}
 
@@ -181,8 +194,9 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "random":
         narrow = tuple(args.narrow) if args.narrow else None
         announce()
+        # every finished trial is written at once: Ctrl-C or a kill, then --resume, continues
         result = random_search(space, *data_args, **common, narrow=narrow, previous=previous,
-                               verbose=True)
+                               verbose=True, on_trial=lambda r: r.write(run_dir))
     else:
         from groundup.search.optuna_engine import optuna_search
 
@@ -194,11 +208,6 @@ def run(args: argparse.Namespace) -> int:
                                on_ready=announce)
     elapsed = time.time() - started
     result.settings.update({"dataset": source, "wall_time_s": round(elapsed, 2)})
-    config = {"command": "search", "argv": sys.argv[1:],
-              **{k: v for k, v in vars(args).items() if k != "func"},
-              "space": space.specs(), "data_source": source,
-              "n_train": len(search_data.x_train), "n_val": len(search_data.x_val)}
-    write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
     result.write(run_dir)
     for note in write_figures(result, run_dir):
         print(f"note: {note}", file=sys.stderr)

@@ -37,7 +37,10 @@ TABLE_KEYS = ("optimizer_args", "schedule", "reduce_lr_on_plateau")
 # and Keras' default.
 CLI_LR = {"sgd": 0.01}
 MONITORS = ("val_loss", "val_accuracy", "loss", "train_accuracy")
-RESUMABLE = ("epochs", "resume", "config", "out")
+RESUMABLE = ("epochs", "resume", "config", "out", "overwrite")
+# What a training run writes: what --overwrite may replace.
+OUTPUTS = ("config.json", "history.json", "history.csv", "model.npz", "figures", "checkpoint",
+           ".checkpoint-old")
 
 
 def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -91,6 +94,8 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
                                          "e.g. batch_size = 50); flags given override it")
     arg("--out", help="run directory (default runs/<time>-<model>)")
     arg("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    arg("--overwrite", action="store_true", default=False,
+        help="replace an earlier run in --out (only groundup's own files are removed)")
 
 
 def add_parser(sub: Any) -> None:
@@ -447,10 +452,12 @@ def _run_directory(args: argparse.Namespace, resuming: bool) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise value_error("train", "--out", "a directory", str(run_dir),
                           "a file has that name.")
-    if not resuming and (run_dir / "config.json").exists():
+    if not resuming and (run_dir / "config.json").exists() and not args.overwrite:
         raise value_error("train", "--out", "a new or empty directory", str(run_dir),
-                          f"it holds a run; continue it with --resume {run_dir} or choose "
-                          "another --out.")
+                          f"it holds a run; continue it with --resume {run_dir}, replace it "
+                          "with --overwrite, or choose another --out.")
+    if not resuming:
+        _files.claim_output("train", run_dir, OUTPUTS, args.overwrite)
     _files.output_dir("train", run_dir / "figures")
     _files.output_dir("train", run_dir)
     return run_dir

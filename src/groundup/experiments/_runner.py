@@ -168,10 +168,15 @@ def _map_seeds(name: str, configs: list[Any], workers: int) -> list[tuple]:
         return list(pool.map(_run_one, [name] * len(configs), configs))
 
 
+# What an experiment run writes: what --overwrite may replace.
+OUTPUTS = ("config.json", "results.json", "timing.json", "figures")
+
+
 def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | None = None,
                    out: str | os.PathLike | None = None, quick: bool = False,
                    sets: list[str] | tuple[str, ...] = (), workers: int | None = None,
-                   figures: bool = True, log: Any = sys.stderr) -> dict[str, Any]:
+                   figures: bool = True, log: Any = sys.stderr,
+                   overwrite: bool = False) -> dict[str, Any]:
     """Run experiment ``name`` for seeds ``seed, seed+1, …, seed+seeds-1``; write the run
     directory and return what ``results.json`` holds (plus ``out_dir`` and ``wall_s``).
 
@@ -187,6 +192,8 @@ def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | N
         workers: processes for the seeds (default min(seeds, cores)).
         figures: draw ``figures/*.png`` (needs matplotlib).
         log: where progress lines go (None: nowhere).
+        overwrite: replace an earlier experiment run in ``out`` (else ``out`` must be new
+            or empty).
     """
     from groundup import experiments
 
@@ -201,6 +208,7 @@ def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | N
         f"runs/experiment-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if run_dir.exists() and not run_dir.is_dir():
         raise value_error(owner, "--out", "a directory", str(run_dir))
+    _files.claim_output(owner, run_dir, OUTPUTS, overwrite)
     _files.output_dir(owner, run_dir / "figures")
     seed_list = [config.seed + k for k in range(seeds)]
     configs = [dataclasses.replace(config, seed=s) for s in seed_list]

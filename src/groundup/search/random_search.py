@@ -12,6 +12,7 @@ with any number of ``workers``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,8 @@ def random_search(space: SearchSpace, x_train: np.ndarray, t_train: np.ndarray,
                   seed: int = 0, hidden: Any = (100,) * 6, optimizer: str = "sgd",
                   batch_size: int = 100, workers: int = 1, score: str = "last",
                   narrow: tuple[int, int] | None = None, previous: SearchResult | None = None,
-                  verbose: bool = False) -> SearchResult:
+                  verbose: bool = False,
+                  on_trial: Callable[[SearchResult], None] | None = None) -> SearchResult:
     """Random search over ``space``; ``trials`` COMPLETE trials per round.
 
     Args:
@@ -81,6 +83,8 @@ def random_search(space: SearchSpace, x_train: np.ndarray, t_train: np.ndarray,
         previous: an earlier, interrupted result of the same call: its COMPLETE trials are
             kept and only the missing ones run.
         verbose: one line per finished trial on stderr.
+        on_trial: called with the result so far after every finished or failed trial (the
+            command line writes it, so that an interrupted search can be resumed).
 
     Returns:
         A ``SearchResult``; ``result.best`` is the COMPLETE trial with the highest score.
@@ -120,6 +124,8 @@ def random_search(space: SearchSpace, x_train: np.ndarray, t_train: np.ndarray,
         records.append(trial)
         if verbose:
             print(_line(trial), file=sys.stderr)
+        if on_trial is not None:
+            on_trial(SearchResult(records + failed, space, settings))
 
     def on_failed(number: int, reason: str) -> bool:
         nonlocal next_number
@@ -132,6 +138,8 @@ def random_search(space: SearchSpace, x_train: np.ndarray, t_train: np.ndarray,
         attempts[number] = attempts.get(number, 0) + 1
         if verbose:
             print(f"trial {number} FAIL: {reason}", file=sys.stderr)
+        if on_trial is not None:
+            on_trial(SearchResult(records + failed, space, settings))
         return attempts[number] <= MAX_RETRIES
 
     shared = {"data": data, "epochs": epochs, "defaults": defaults}
