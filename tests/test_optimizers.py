@@ -482,3 +482,50 @@ def test_matches_torch_optim(name, kwargs, torch_name, torch_kwargs, dtype):
         rtol = 1e-9  # torch keeps NAdam's mu_product as a float32 scalar tensor
     for k in params:
         np.testing.assert_allclose(params[k], tensors[k].detach().numpy(), rtol=rtol)
+
+
+def test_clipnorm_scales_each_gradient_to_the_norm_as_keras():
+    opt = optimizers.get("sgd", lr=1.0, clipnorm=1.0)
+    params = {"W": np.zeros(2), "b": np.zeros(2)}
+    opt.update(params, {"W": np.array([3.0, 4.0]), "b": np.array([0.3, 0.4])})
+    np.testing.assert_allclose(params["W"], [-0.6, -0.8])  # norm 5 clipped to 1
+    np.testing.assert_allclose(params["b"], [-0.3, -0.4])  # norm 0.5 left alone
+    assert opt.get_config()["clipnorm"] == 1.0
+    assert optimizers.get(**opt.get_config()).clipnorm == 1.0
+
+
+def test_clipvalue_clips_each_element_and_leaves_the_callers_gradient_alone():
+    opt = optimizers.get("sgd", lr=1.0, clipvalue=0.5)
+    params = {"W": np.zeros(3, dtype=np.float32)}
+    g = np.array([-2.0, 0.1, 9.0], dtype=np.float32)
+    opt.update(params, {"W": g})
+    np.testing.assert_array_equal(params["W"], np.float32([0.5, -0.1, -0.5]))
+    np.testing.assert_array_equal(g, np.float32([-2.0, 0.1, 9.0]))
+    assert params["W"].dtype == np.float32
+
+
+def test_clipping_runs_on_the_fast_update_too():
+    from groundup import fast
+    from groundup.fast.trace import tracing
+
+    ref = optimizers.get("adam", lr=0.1, clipnorm=0.5, clipvalue=0.2)
+    fast_opt = optimizers.get("adam", lr=0.1, clipnorm=0.5, clipvalue=0.2)
+    buf = np.zeros(7)
+    a = {"W": np.zeros((2, 2)), "b": np.zeros(3)}
+    b = {"W": buf[:4].reshape(2, 2), "b": buf[4:]}
+    update = fast.optimizer(fast_opt).update
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        grads = {"W": rng.normal(0, 3, (2, 2)), "b": rng.normal(0, 3, 3)}
+        ref.update(a, grads)
+        with tracing() as ran:
+            update(b, {k: v.copy() for k, v in grads.items()})
+        assert ran["optim.packed"] == 1
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("arg", ["clipnorm", "clipvalue"])
+def test_clipping_thresholds_must_be_positive(arg):
+    with pytest.raises(ValueError, match=rf"SGD: {arg} must be in \(0, inf\]"):
+        optimizers.get("sgd", **{arg: 0.0})

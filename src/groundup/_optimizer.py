@@ -40,6 +40,35 @@ class Optimizer:
         self.slots: tuple[str, ...] = ()
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.scalars: dict[str, float] = {}  # per-optimizer numbers saved by state_dict
+        self.clipnorm: float | None = None
+        self.clipvalue: float | None = None
+
+    def set_clipping(self, clipnorm: float | None = None,
+                     clipvalue: float | None = None) -> Optimizer:
+        """Clip each gradient before the rule, as Keras' ``clipnorm`` / ``clipvalue``.
+
+        ``clipnorm``: g ← g · min(1, clipnorm / ‖g‖), per parameter array;
+        ``clipvalue``: g ← clip(g, -clipvalue, clipvalue), element-wise (after clipnorm).
+        The remedy for exploding gradients (the book's ch. 6 warns of them with large
+        learning rates); ``None`` turns a clip off.
+        """
+        owner = type(self).__name__
+        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
+            if value is not None:
+                check_number(owner, arg, value, low=0.0, low_open=True)
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.clipvalue = None if clipvalue is None else float(clipvalue)
+        return self
+
+    def clip(self, g: np.ndarray) -> np.ndarray:
+        """The gradient after ``clipnorm`` and ``clipvalue`` (a new array when clipped)."""
+        if self.clipnorm is not None:
+            norm = float(np.sqrt(np.sum(g * g)))
+            if norm > self.clipnorm:
+                g = g * g.dtype.type(self.clipnorm / norm)
+        if self.clipvalue is not None:
+            g = np.clip(g, -self.clipvalue, self.clipvalue)
+        return g
 
     def _set_slots(self, *slots: str) -> None:
         self.slots = slots
@@ -111,6 +140,9 @@ class Optimizer:
         for key in self.config_keys:
             value = getattr(self, key)
             config[key] = value if isinstance(value, bool) else float(value)
+        for key in ("clipnorm", "clipvalue"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
         return config
 
     def __repr__(self) -> str:
@@ -119,7 +151,8 @@ class Optimizer:
 
     # --- the pieces of an update (the fast engine calls them too) ------------------------
     def check_update(self, params: Any, grads: Any) -> dict[str, np.ndarray]:
-        """Check ``lr`` and one update's inputs; return the gradients by key."""
+        """Check ``lr`` and one update's inputs; return the gradients by key, clipped when
+        ``clipnorm`` or ``clipvalue`` is set."""
         owner = type(self).__name__
         check_number(owner, "lr", self.lr, low=0.0)
         if not isinstance(params, Mapping):
@@ -131,7 +164,10 @@ class Optimizer:
             extra = sorted(set(grads) - set(params))
             raise value_error(owner, "grads", "keyed like params",
                               f"=missing {missing}, extra {extra}")
-        return {key: self._check_pair(owner, key, p, grads[key]) for key, p in params.items()}
+        checked = {key: self._check_pair(owner, key, p, grads[key]) for key, p in params.items()}
+        if self.clipnorm is not None or self.clipvalue is not None:
+            checked = {key: self.clip(g) for key, g in checked.items()}
+        return checked
 
     def slot_arrays(self, key: str, p: np.ndarray) -> State:
         """This parameter's state arrays by slot, created as zeros shaped like ``p``."""

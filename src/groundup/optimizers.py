@@ -317,12 +317,14 @@ def names() -> list[str]:
 def get(name: str | Optimizer, **kwargs: Any) -> Optimizer:
     """Build an optimizer by name (case-insensitive), e.g. ``get("adam", lr=3e-4)``.
 
-    An :class:`Optimizer` instance is returned unchanged. ``get(**opt.get_config())`` rebuilds
-    an optimizer from its config.
+    ``clipnorm=`` / ``clipvalue=`` clip the gradients as in Keras
+    (:meth:`Optimizer.set_clipping`). An :class:`Optimizer` instance is returned unchanged.
+    ``get(**opt.get_config())`` rebuilds an optimizer from its config.
     """
     if isinstance(name, Optimizer) and not kwargs:
         return name
     if not isinstance(name, str):
         raise type_error("optimizers.get", "name", "a str", name, suggest("", _REGISTRY))
     key = check_choice("optimizers.get", "name", name.lower(), _REGISTRY)
-    return _REGISTRY[key](**kwargs)
+    clipping = {k: kwargs.pop(k) for k in ("clipnorm", "clipvalue") if k in kwargs}
+    return _REGISTRY[key](**kwargs).set_clipping(**clipping)

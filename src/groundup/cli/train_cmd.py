@@ -62,6 +62,8 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     arg("--lr", type=float, help="learning rate (default: 0.01 for sgd, momentum, nesterov, "
                                  "adagrad, rmsprop; 1.0 adadelta; 1e-3 adam, adamw; 2e-3 "
                                  "nadam)")
+    arg("--clipnorm", type=float, help="clip each gradient array to this L2 norm (Keras)")
+    arg("--clipvalue", type=float, help="clip each gradient element to ±this value (Keras)")
     arg("--epochs", type=int, default=10)
     arg("--batch-size", type=int, default=100)
     arg("--weight-decay", type=float, default=0.0,
@@ -252,6 +254,9 @@ def build_optimizer(args: argparse.Namespace) -> Any:
         kwargs.setdefault("lr", CLI_LR[args.optimizer.lower()])
     if args.optimizer.lower() == "adamw":
         kwargs["weight_decay"] = args.weight_decay
+    for clip in ("clipnorm", "clipvalue"):
+        if getattr(args, clip, None) is not None:
+            kwargs[clip] = getattr(args, clip)
     return optimizers.get(args.optimizer, **kwargs)
 
 
