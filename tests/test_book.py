@@ -166,6 +166,7 @@ def _overfit_run(x_train, t_train, x_test, t_test, weight_decay_lambda, max_epoc
 def test_seed000_weight_decay_loop_narrows_the_gap(mnist):
     (x_train, t_train), (x_test, t_test) = mnist
     x_train, t_train = x_train[:300], t_train[:300]
+    x_test, t_test = x_test[:1000], t_test[:1000]  # evaluated every epoch: keep it short
     plain_train, plain_test = _overfit_run(x_train, t_train, x_test, t_test, 0.0)
     decay_train, decay_test = _overfit_run(x_train, t_train, x_test, t_test, 0.1)
     assert len(plain_train) == 201
@@ -188,6 +189,7 @@ def test_seed000_dropout_class_behaviour():
 def test_seed004_dropout_net_with_trainer_narrows_the_gap(mnist):
     (x_train, t_train), (x_test, t_test) = mnist
     x_train, t_train = x_train[:300], t_train[:300]
+    x_test, t_test = x_test[:1000], t_test[:1000]  # evaluated every epoch: keep it short
     gaps = {}
     for use_dropout in (False, True):
         np.random.seed(4)

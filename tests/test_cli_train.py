@@ -241,7 +241,7 @@ def test_evaluate_reports_the_runs_test_accuracy(uninterrupted, capsys):
     result = json.loads(capsys.readouterr().out)
     history = json.loads((uninterrupted / "history.json").read_text())
     assert result["accuracy"] == history["test_accuracy"][-1]
-    assert result["n"] == 1000 and sum(map(sum, result["confusion"])) == 1000
+    assert result["n"] == 10000 and sum(map(sum, result["confusion"])) == 10000
     assert main(["evaluate", str(uninterrupted), "--split", "val", "--json"]) == 0
     assert (json.loads(capsys.readouterr().out)["accuracy"]
             == history["val_accuracy"][-1])

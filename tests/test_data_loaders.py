@@ -4,13 +4,15 @@ sample and the offline fallback."""
 from __future__ import annotations
 
 import gzip
+import io
 import sys
 from dataclasses import replace
+from importlib import resources
 
 import numpy as np
 import pytest
 
-from data_helpers import FASHION_DIR, SHARED_MNIST, make_tiny_set
+from data_helpers import FASHION_DIR, SHARED_MNIST, make_tiny_set, sha256
 from groundup.data import (
     DATASETS,
     DatasetUnavailableError,
@@ -23,8 +25,13 @@ from groundup.data import (
     load_idx_file,
     load_mnist,
     load_mnist_sample,
+    loaders,
+    stratified_permutation,
 )
+from groundup.data.loaders import _sample_split
+from groundup.data.registry import SAMPLE_FILE, SAMPLE_TEST_FILE, SAMPLE_TEST_RAW_SHA256
 
+SAMPLE_PATH = resources.files("groundup.data").joinpath(SAMPLE_FILE)
 FLAGS = [(n, f, o) for n in (True, False) for f in (True, False) for o in (True, False)]
 
 
@@ -73,18 +80,76 @@ def test_idx_dataset_book_shapes_and_dtypes(tiny, tmp_path, normalize, flatten, 
 @pytest.mark.parametrize(("normalize", "flatten", "one_hot_label"), FLAGS)
 def test_sample_book_shapes_and_dtypes(normalize, flatten, one_hot_label):
     (train, test) = load_mnist_sample(normalize, flatten, one_hot_label)
-    _check_book_layout(train, 4000, normalize, flatten, one_hot_label)
-    _check_book_layout(test, 1000, normalize, flatten, one_hot_label)
+    _check_book_layout(train, 5000, normalize, flatten, one_hot_label)
+    _check_book_layout(test, 10000, normalize, flatten, one_hot_label)
 
 
-def test_sample_split_is_stratified_shuffled_and_disjoint():
-    (x_train, t_train), (x_test, t_test) = load_mnist_sample(normalize=False)
-    assert np.bincount(t_train, minlength=10).tolist() == [400] * 10
-    assert np.bincount(t_test, minlength=10).tolist() == [100] * 10
-    assert set(t_train[:300].tolist()) == set(range(10))
-    assert set(t_test[:100].tolist()) == set(range(10))
-    rows = {r.tobytes() for r in x_train} | {r.tobytes() for r in x_test}
-    assert len(rows) == 5000
+def test_sample_trains_on_all_5000_digits_and_tests_on_the_official_10000():
+    loaded = load_mnist_sample(normalize=False)
+    (x_train, t_train), (x_test, t_test) = loaded
+    assert loaded.info.n_train == 5000 and loaded.info.n_test == 10000
+    assert np.bincount(t_train, minlength=10).tolist() == [500] * 10
+    # the official test set's class counts
+    assert np.bincount(t_test, minlength=10).tolist() == [980, 1135, 1032, 1010, 982, 892,
+                                                          958, 1028, 974, 1009]
+    train_rows = {r.tobytes() for r in x_train}
+    assert len(train_rows) == 5000
+    assert not train_rows & {r.tobytes() for r in x_test}  # training digits, not test ones
+
+
+def test_sample_training_digits_are_the_bundled_ones_reordered():
+    with np.load(SAMPLE_PATH, allow_pickle=False) as npz:
+        images, labels = npz["images"], npz["labels"]
+    (x_train, t_train), _ = load_mnist_sample(normalize=False, flatten=False)
+    order = {r.tobytes(): i for i, r in enumerate(images)}
+    index = np.array([order[r.tobytes()] for r in x_train[:, 0]])
+    assert sorted(index.tolist()) == list(range(5000))
+    np.testing.assert_array_equal(t_train, labels[index])
+    assert not np.array_equal(index, np.arange(5000))  # shuffled, not the sorted file
+
+
+@pytest.mark.parametrize("size", [10, 300, 500, 1000, 5000])
+def test_sample_book_slices_hold_every_digit_equally(size):
+    (_, t_train), _ = load_mnist_sample()
+    assert np.bincount(t_train[:size], minlength=10).tolist() == [size // 10] * 10
+
+
+def test_sample_order_is_random_within_the_strata():
+    (_, t_train), _ = load_mnist_sample()
+    blocks = t_train.reshape(500, 10)
+    assert (np.sort(blocks, axis=1) == np.arange(10)).all()
+    assert len({tuple(b) for b in blocks.tolist()}) > 400  # not one fixed digit order
+
+
+def test_stratified_permutation_keeps_proportions_in_every_prefix():
+    labels = np.repeat(np.arange(3), [60, 30, 10])
+    order = stratified_permutation(labels, 7)
+    assert sorted(order.tolist()) == list(range(100))
+    np.testing.assert_array_equal(order, stratified_permutation(labels, 7))
+    shares = np.array([60, 30, 10]) / 100
+    for length in range(1, 101):
+        counts = np.bincount(labels[order[:length]], minlength=3)
+        assert np.all(np.abs(counts - length * shares) <= 1)
+    assert not np.array_equal(order, stratified_permutation(labels, 8))
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist is absent")
+def test_sample_test_set_equals_the_official_t10k_files():
+    raw_images = gzip.decompress((SHARED_MNIST / "t10k-images-idx3-ubyte.gz").read_bytes())
+    raw_labels = gzip.decompress((SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    # the uncompressed SHA-256 values listed in ../shared/data/README.md
+    assert sha256(raw_images) == ("0fa7898d509279e482958e8ce81c8e77"
+                                  "db3f2f8254e26661ceb7762c4d494ce7")
+    assert sha256(raw_labels) == ("ff7bcfd416de33731a308c3f266cc351"
+                                  "222c34898ecbeaf847f06e48f7ec33f2")
+    # IDX: magic and sizes, big-endian uint32, then the uint8 data
+    assert raw_images[:16] == bytes.fromhex("00000803 00002710 0000001c 0000001c")
+    assert raw_labels[:8] == bytes.fromhex("00000801 00002710")
+    official_images = np.frombuffer(raw_images, np.uint8, offset=16).reshape(10000, 28, 28)
+    official_labels = np.frombuffer(raw_labels, np.uint8, offset=8)
+    _, (x_test, t_test) = load_mnist_sample(normalize=False, flatten=False)
+    np.testing.assert_array_equal(x_test[:, 0], official_images)
+    np.testing.assert_array_equal(t_test, official_labels)
 
 
 def test_sample_ignores_global_random_state():
@@ -92,33 +157,121 @@ def test_sample_ignores_global_random_state():
     try:
         np.random.seed(1)  # noqa: NPY002
         first = load_mnist_sample()
+        _sample_split.cache_clear()
         np.random.seed(2)  # noqa: NPY002
         second = load_mnist_sample()
     finally:
         np.random.set_state(saved)  # noqa: NPY002
     np.testing.assert_array_equal(first[0][0], second[0][0])
+    np.testing.assert_array_equal(first[0][1], second[0][1])
     np.testing.assert_array_equal(first[1][1], second[1][1])
 
 
 def test_sample_arrays_are_fresh_copies():
-    (x_train, t_train), _ = load_mnist_sample(normalize=False)
-    x_train[:] = 0
-    t_train[:] = 0
-    (x_again, t_again), _ = load_mnist_sample(normalize=False)
+    (x_train, t_train), (x_test, t_test) = load_mnist_sample(normalize=False)
+    for array in (x_train, t_train, x_test, t_test):
+        array[:] = 0
+    (x_again, t_again), (x_test_again, t_test_again) = load_mnist_sample(normalize=False)
     assert x_again.max() == 255 and t_again.max() == 9
+    assert x_test_again.max() == 255 and t_test_again.max() == 9
+
+
+@pytest.fixture
+def tampered_bundle(monkeypatch):
+    """Serve changed bundled files to the loader (and drop its cache around the test)."""
+    real = loaders._bundled_bytes
+    changes: dict[str, bytes] = {}
+
+    def fake(filename):
+        return changes.get(filename, real(filename))
+
+    monkeypatch.setattr(loaders, "_bundled_bytes", fake)
+    _sample_split.cache_clear()
+    yield changes
+    _sample_split.cache_clear()
+
+
+def _npz_bytes(**arrays):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_sample_rejects_a_changed_test_image_in_one_line(tampered_bundle):
+    with np.load(io.BytesIO(loaders._bundled_bytes(SAMPLE_TEST_FILE)),
+                 allow_pickle=False) as npz:
+        images, labels = npz["images"].copy(), npz["labels"]
+    images[1234, 14, 14] ^= 1
+    tampered_bundle[SAMPLE_TEST_FILE] = _npz_bytes(images=images, labels=labels)
+    expected = SAMPLE_TEST_RAW_SHA256["images"]
+    with pytest.raises(ValueError, match=rf"^load_mnist_sample: the SHA-256 of the images of "
+                       rf"mnist-test-10k\.npz \(as IDX bytes\) must be {expected}; got the "
+                       rf"SHA-256 of the images of mnist-test-10k\.npz \(as IDX bytes\)="
+                       rf"[0-9a-f]{{64}}\. The file is damaged; reinstall groundup\.$") as caught:
+        load_mnist_sample()
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match="SHA-256 of the images"):
+        load_mnist()  # the offline fallback does not hide a damaged file
+
+
+def test_sample_rejects_a_changed_test_label(tampered_bundle):
+    with np.load(io.BytesIO(loaders._bundled_bytes(SAMPLE_TEST_FILE)),
+                 allow_pickle=False) as npz:
+        images, labels = npz["images"], npz["labels"].copy()
+    labels[0] = (labels[0] + 1) % 10
+    tampered_bundle[SAMPLE_TEST_FILE] = _npz_bytes(images=images, labels=labels)
+    with pytest.raises(ValueError, match="the SHA-256 of the labels of "
+                       r"mnist-test-10k\.npz \(as IDX bytes\) must be " +
+                       SAMPLE_TEST_RAW_SHA256["labels"]):
+        load_mnist_sample()
+
+
+def test_sample_rejects_a_changed_training_file(tampered_bundle):
+    data = bytearray(loaders._bundled_bytes(SAMPLE_FILE))
+    data[-30] ^= 0xFF
+    tampered_bundle[SAMPLE_FILE] = bytes(data)
+    with pytest.raises(ValueError, match=r"^load_mnist_sample: the SHA-256 of the bundled "
+                       r"mnist-train-sample-5k\.npz must be [0-9a-f]{64}; got .*reinstall"):
+        load_mnist_sample()
+
+
+@pytest.mark.parametrize("content", [b"not a zip file", "pickled"])
+def test_sample_unreadable_test_file_is_a_one_line_error(tampered_bundle, content):
+    if content == "pickled":
+        content = _npz_bytes(images=np.array([None], dtype=object), labels=np.zeros(1))
+    tampered_bundle[SAMPLE_TEST_FILE] = content
+    with pytest.raises(ValueError, match=r"^load_mnist_sample: the bundled mnist-test-10k\.npz "
+                       r"must be a readable \.npz with arrays 'images' and 'labels'; got "
+                       r"the bundled mnist-test-10k\.npz=an unreadable file") as caught:
+        load_mnist_sample()
+    assert "\n" not in str(caught.value)
 
 
 def test_load_mnist_offline_falls_back_with_one_line(capsys):
     loaded = load_mnist()
     (x_train, t_train), (x_test, t_test) = loaded
-    assert x_train.shape == (4000, 784) and x_test.shape == (1000, 784)
+    assert x_train.shape == (5000, 784) and x_test.shape == (10000, 784)
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "using the bundled MNIST sample (4,000 train / 1,000 test digits)" in err
+    assert ("using the bundled MNIST sample: 5,000 real training digits for training and the "
+            "official 10,000 test digits for test.") in err
     assert "--data-dir" in err and "groundup data download mnist" in err
     info = loaded.info.to_dict()
     assert info["fallback"] is True and info["source"] == "bundled-sample"
+    assert info["n_train"] == 5000 and info["n_test"] == 10000
     assert "GROUNDUP_OFFLINE" in info["reason"]
+
+
+def test_book_load_mnist_works_offline(capsys):
+    from groundup import book
+
+    (x_train, t_train), (x_test, t_test) = book.load_mnist(normalize=True, flatten=True,
+                                                           one_hot_label=True)
+    assert x_train.shape == (5000, 784) and x_test.shape == (10000, 784)
+    assert t_train.shape == (5000, 10) and t_test.shape == (10000, 10)
+    assert "bundled MNIST sample" in capsys.readouterr().err
+    (x_img, _), _ = book.load_mnist(flatten=False, normalize=False)
+    assert x_img.shape == (5000, 1, 28, 28) and x_img.dtype == np.uint8
 
 
 def test_load_mnist_download_false_also_falls_back(monkeypatch, capsys):

