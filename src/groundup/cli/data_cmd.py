@@ -65,7 +65,7 @@ def _list(args: argparse.Namespace) -> int:
     print(f"data home: {data_home()}")
     for name in _NAMES:
         title = DATASETS[name].title if name in DATASETS else \
-            "bundled MNIST sample, 4,000 train / 1,000 test"
+            "bundled MNIST: 5,000 train / official 10,000 test"
         print(f"{name:<14} {title:<45} {_summary(name, args.data_dir)}")
     return 0
 
@@ -73,8 +73,8 @@ def _list(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     if args.name == SAMPLE_NAME:
         sample = load_mnist_sample()
-        print(f"{SAMPLE_NAME}: 5,000 real MNIST training digits (500 per class), split "
-              "stratified with a fixed seed into 4,000 train / 1,000 test")
+        print(f"{SAMPLE_NAME}: 5,000 real MNIST training digits (500 per class, in a fixed "
+              "stratified order) for training, the official 10,000 MNIST test digits for test")
         print(f"file: {sample.info.location}")
         print(f"sha256: {SAMPLE_SHA256}")
         print("licence: Yann LeCun, Corinna Cortes, Christopher J.C. Burges; CC BY-SA 3.0")
