@@ -163,3 +163,40 @@ def test_real_fashion_mnist_files_verify(role, n):
     assert array.shape[0] == n and array.dtype == np.uint8
     if role.endswith("labels"):
         assert np.bincount(array, minlength=10).tolist() == [n // 10] * 10
+
+
+def test_a_gzip_bomb_in_a_data_dir_is_refused_with_bounded_memory(tmp_path):
+    import gzip
+    import tracemalloc
+
+    from groundup.data import load_mnist
+    from groundup.data.registry import LARGEST_RAW_SIZE
+
+    bomb = tmp_path / "train-labels-idx1-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as fh:
+        fh.write(b"\x00\x00\x08\x01" + (300_000_000).to_bytes(4, "big"))
+        chunk = bytes(1 << 20)
+        for _ in range(300):  # 300 MB of zeros in ~300 KB
+            fh.write(chunk)
+    assert bomb.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"uncompressed size of .*train-labels.* must be "
+                                             r"at most 60,008 bytes"):
+            load_mnist(data_dir=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    largest = max(LARGEST_RAW_SIZE.values())
+    assert peak <= 2 * largest
+
+
+def test_an_idx_header_whose_sizes_wrap_int64_names_the_file(tmp_path):
+    from groundup.data import read_idx
+
+    path = tmp_path / "wrap-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + (2 ** 31).to_bytes(4, "big") * 2
+                     + (4).to_bytes(4, "big"))
+    with pytest.raises(ValueError, match=r"wrap-idx3-ubyte must be 18446744073709551616 bytes "
+                                         r"for shape \(2147483648, 2147483648, 4\)"):
+        read_idx(path)

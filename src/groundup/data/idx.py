@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from pathlib import Path
@@ -33,20 +34,41 @@ _TYPES: dict[int, np.dtype] = {
 _CODES = {dt.newbyteorder("="): code for code, dt in _TYPES.items()}
 
 
-def decompress(data: bytes, name: str = "<bytes>") -> bytes:
-    """Return ``data`` gunzipped when it starts with the gzip magic, else unchanged.
+_CHUNK = 1 << 20
 
-    Raises:
-        ValueError: a corrupt or truncated gzip stream, naming ``name``.
-    """
-    if not data.startswith(_GZIP_MAGIC):
-        return data
+
+def _too_large(name: str, max_bytes: int) -> ValueError:
+    return value_error("read_idx", f"the uncompressed size of {name}",
+                       f"at most {max_bytes:,} bytes (the largest this file can be)",
+                       f"=more than {max_bytes:,} bytes", "the file is corrupt or a "
+                       "decompression bomb; delete it and download it again.")
+
+
+def read_limited(path: Path, max_bytes: int | None = None) -> bytes:
+    """The uncompressed bytes of ``path`` (gzip or plain), read in chunks, stopping with a
+    one-line error as soon as they pass ``max_bytes``: a small ``.gz`` that inflates to
+    gigabytes costs at most ``max_bytes`` of memory."""
+    name = str(path)
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == _GZIP_MAGIC
+    if not gzipped:
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise _too_large(name, max_bytes)
+        return path.read_bytes()
+    parts: list[bytes] = []
+    total = 0
     try:
-        return gzip.decompress(data)
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise _too_large(name, max_bytes)
+                parts.append(chunk)
     except (OSError, EOFError, zlib.error) as exc:
         raise value_error("read_idx", "the file", "a complete gzip stream", f"={name}",
                           f"the file is corrupt or truncated ({exc}); delete it and "
                           "download it again.") from exc
+    return b"".join(parts)
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -78,7 +100,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
                           f"={len(data)} bytes", "the file is truncated.")
     shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
     actual = len(data) - header
     if actual != expected:
         what = "truncated" if actual < expected else "longer than its header says"
@@ -89,26 +111,30 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
 
-def read_idx_bytes(path: str | os.PathLike) -> bytes:
-    """The uncompressed IDX bytes of ``path`` (gzip-compressed or not)."""
+def read_idx_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """The uncompressed IDX bytes of ``path`` (gzip-compressed or not), at most
+    ``max_bytes`` of them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"read_idx: path must be an existing file; got path={str(path)!r}.")
-    return decompress(path.read_bytes(), str(path))
+    return read_limited(path, max_bytes)
 
 
-def read_idx(path: str | os.PathLike, *, raw_sha256: str | None = None) -> np.ndarray:
+def read_idx(path: str | os.PathLike, *, raw_sha256: str | None = None,
+             max_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (``.gz`` or not) into an ndarray.
 
     Args:
         path: the file.
         raw_sha256: when given, the SHA-256 (hex) the *uncompressed* bytes must have.
+        max_bytes: refuse a file whose uncompressed bytes pass this many, before reading
+            the rest.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: a malformed file, or a checksum mismatch naming the file.
     """
-    data = read_idx_bytes(path)
+    data = read_idx_bytes(path, max_bytes)
     if raw_sha256 is not None:
         digest = hashlib.sha256(data).hexdigest()
         if digest != raw_sha256:

@@ -146,7 +146,9 @@ def _find_local(spec: DatasetSpec, entry: RemoteFile, data_dir: str | os.PathLik
             if not candidate.is_file():
                 continue
             try:
-                return read_idx(candidate, raw_sha256=entry.raw_sha256), kind, candidate
+                array = read_idx(candidate, raw_sha256=entry.raw_sha256,
+                                 max_bytes=entry.max_raw_size)
+                return array, kind, candidate
             except ValueError as exc:
                 if kind == "data_dir":
                     raise
@@ -167,7 +169,7 @@ def file_status(spec: DatasetSpec | str, data_dir: str | os.PathLike | None = No
             if hit is None:
                 continue
             try:
-                read_idx(hit, raw_sha256=entry.raw_sha256)
+                read_idx(hit, raw_sha256=entry.raw_sha256, max_bytes=entry.max_raw_size)
             except ValueError as exc:
                 status = FileStatus(entry.role, entry.filename, "bad", kind, str(hit), str(exc))
                 continue
@@ -223,7 +225,8 @@ def _collect(owner: str, spec: DatasetSpec, data_dir: str | os.PathLike | None, 
             entry = missing[0]
             try:
                 path = fetch_file(entry, dest, mirror_list, timeout=timeout, progress=progress)
-                arrays[entry.role] = read_idx(path, raw_sha256=entry.raw_sha256)
+                arrays[entry.role] = read_idx(path, raw_sha256=entry.raw_sha256,
+                                              max_bytes=entry.max_raw_size)
             except (DownloadError, ChecksumError, ValueError) as exc:
                 # one failure means the mirrors are unreachable or wrong: stop, don't retry
                 # every remaining file

@@ -17,6 +17,12 @@ from groundup._checks import check_choice
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 
 
+# Uncompressed bytes of each file of MNIST and Fashion-MNIST: header + N x 28 x 28 images
+# or header + N labels.
+LARGEST_RAW_SIZE = {"train_images": 16 + 60_000 * 28 * 28, "train_labels": 8 + 60_000,
+                    "test_images": 16 + 10_000 * 28 * 28, "test_labels": 8 + 10_000}
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One IDX file of a data set.
@@ -34,6 +40,12 @@ class RemoteFile:
     size: int
     sha256: str
     raw_sha256: str
+
+    @property
+    def max_raw_size(self) -> int | None:
+        """The most bytes this file can hold uncompressed (MNIST and Fashion-MNIST files
+        of a role have the same size): reading stops past it."""
+        return LARGEST_RAW_SIZE.get(self.role)
 
     @property
     def raw_name(self) -> str:
