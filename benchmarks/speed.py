@@ -43,6 +43,7 @@ TITLES = {"a": "(a) TwoLayerNet 784-50-10, SGD",
           "c": "(c) SimpleConvNet 30x5x5, pool 2, 100 hidden, Adam"}
 STEPS = {"a": 400, "b": 60, "c": 8}  # per round, so that each side runs ~0.1-0.3 s per round
 _MARK = "GROUNDUP_SPEED_PROTOCOL"
+SIDES = ("groundup", "reference", "torch", "torch-foreach", "torch-fused", "roofline")
 
 
 def protocol_env(threads: int) -> dict[str, str]:
@@ -96,14 +97,21 @@ def groundup_model(kind: str) -> tuple[Any, Any]:
     return model, opt
 
 
-def torch_model(kind: str) -> tuple[Any, Any]:
+# PyTorch's optimizer implementations: its default (a loop over the parameters on CPU),
+# foreach (one multi-tensor call per operation) and fused (one kernel); the fastest is the
+# peer the ratio is taken against.
+TORCH_VARIANTS = {"torch": {}, "torch-foreach": {"foreach": True}, "torch-fused": {"fused": True}}
+
+
+def torch_model(kind: str, variant: str = "torch") -> tuple[Any, Any]:
     import torch
     from torch import nn
 
     torch.manual_seed(0)
+    extra = TORCH_VARIANTS[variant]
     if kind == "a":
         net = nn.Sequential(nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, **extra)
     elif kind == "b":
         layers: list[nn.Module] = []
         width = 784
@@ -111,34 +119,43 @@ def torch_model(kind: str) -> tuple[Any, Any]:
             layers += [nn.Linear(width, 100), nn.BatchNorm1d(100), nn.ReLU(), nn.Dropout(0.2)]
             width = 100
         net = nn.Sequential(*layers, nn.Linear(width, 10))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, **extra)
     else:
         net = nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
                             nn.Linear(30 * 12 * 12, 100), nn.ReLU(), nn.Linear(100, 10))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, **extra)
     return net, opt
 
 
-def groundup_step(kind: str, n_batches: int = 4) -> Callable[[], None]:
+def groundup_step(kind: str, n_batches: int = 4, fast: bool = True) -> Callable[[], None]:
+    """One training step as ``Trainer`` runs it: through the fast engine (``fast=True``, the
+    default of ``Trainer``) or on the reference layers and optimizers (``Trainer(fast=False)``)."""
+    from groundup import fast as engine
+
     model, opt = groundup_model(kind)
+    net, update = model, opt.update
+    if fast:
+        net = engine.compile(model)
+        update = engine.optimizer(opt, net).update
     batches = [data(kind, BATCH, seed) for seed in range(n_batches)]
     counter = [0]
 
     def step() -> None:
         x, t = batches[counter[0] % n_batches]
         counter[0] += 1
-        grads = model.gradient(x, t)
-        opt.update(model.params, grads)
+        grads = net.gradient(x, t)
+        update(net.params, grads)
 
     step.model = model  # type: ignore[attr-defined]
+    step.net = net  # type: ignore[attr-defined]
     return step
 
 
-def torch_step(kind: str, n_batches: int = 4) -> Callable[[], None]:
+def torch_step(kind: str, n_batches: int = 4, variant: str = "torch") -> Callable[[], None]:
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    net, opt = torch_model(kind)
+    net, opt = torch_model(kind, variant)
     net.train()
     batches = [tuple(torch.from_numpy(a) for a in data(kind, BATCH, seed))
                for seed in range(n_batches)]
@@ -244,7 +261,7 @@ def memory_child(side: str, kind: str, steps: int) -> None:
     """Print the RSS growth (bytes) of ``steps`` training steps, measured from after imports."""
     import numpy as np  # noqa: F401
 
-    if side == "torch":
+    if side.startswith("torch"):
         import torch
         import torch.nn.functional as F  # noqa: F401, N812
 
@@ -260,7 +277,8 @@ def memory_child(side: str, kind: str, steps: int) -> None:
     except OSError:
         reset = False
     base = _status("VmRSS")
-    step = torch_step(kind) if side == "torch" else groundup_step(kind)
+    step = (torch_step(kind, variant=side) if side.startswith("torch")
+            else groundup_step(kind, fast=side != "reference"))
     for _ in range(steps):
         step()
     peak = _status("VmHWM")
@@ -269,7 +287,7 @@ def memory_child(side: str, kind: str, steps: int) -> None:
 
 def measure_memory(kind: str, steps: int = 50) -> dict[str, int]:
     out = {}
-    for side in ("groundup", "torch"):
+    for side in ("groundup", "reference", *TORCH_VARIANTS):
         proc = subprocess.run([sys.executable, __file__, "--memory-child", side, kind,
                                "--memory-steps", str(steps)],
                               capture_output=True, text=True, check=True, env=os.environ.copy())
@@ -308,7 +326,8 @@ def worker(side: str, threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
-    if side == "torch":
+    is_torch = side.startswith("torch")
+    if is_torch:
         import torch
 
         torch.set_num_threads(threads)
@@ -321,15 +340,15 @@ def worker(side: str, threads: int) -> None:
     for line in sys.stdin:
         words = line.split()
         if words[0] == "info":
-            if side == "torch":
+            if is_torch:
                 reply = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
             else:
                 reply = f"numpy {np.__version__}; BLAS: {blas_info()}"
         elif words[0] == "setup":
             kind = words[1]
             x, _ = data(kind, INFER_BATCH, seed=99)
-            if side == "torch":
-                train[kind] = torch_step(kind)
+            if is_torch:
+                train[kind] = torch_step(kind, variant=side)
                 net, _ = torch_model(kind)
                 net.eval()
                 x_t = torch.from_numpy(x)
@@ -338,12 +357,12 @@ def worker(side: str, threads: int) -> None:
                     with torch.inference_mode():
                         net(x)
             else:
-                step = groundup_step(kind)
+                step = groundup_step(kind, fast=side != "reference")
                 step()
-                train[kind] = step if side == "groundup" else roofline_step(step.model)
+                train[kind] = roofline_step(step.model) if side == "roofline" else step
 
-                def predict(model=step.model, x=x) -> None:
-                    model.predict(x)
+                def predict(net=step.net, x=x) -> None:
+                    net.predict(x)
             infer[kind] = predict
             for _ in range(3):
                 train[kind]()
@@ -391,7 +410,7 @@ def main() -> None:
         return
 
     kinds = [k for k in MODELS if k in args.models]
-    workers = {side: Worker(side, args.threads) for side in ("groundup", "torch", "roofline")}
+    workers = {side: Worker(side, args.threads) for side in SIDES}
     print(f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
     print(f"cpu: {cpu_model()}, {os.cpu_count()} logical cores; python "
           f"{platform.python_version()}; {workers['groundup'].ask('info')}; "
@@ -404,7 +423,7 @@ def main() -> None:
             w.ask("setup", kind)
     print(f"load average before: {load_average()}")
     train = {k: {s: [] for s in workers} for k in kinds}
-    pred = {k: {s: [] for s in ("groundup", "torch")} for k in kinds}
+    pred = {k: {s: [] for s in ("groundup", "reference", "torch")} for k in kinds}
     for _ in range(args.rounds):
         for kind in kinds:
             steps = max(1, int(STEPS[kind] * args.scale))
@@ -418,23 +437,29 @@ def main() -> None:
     for w in workers.values():
         w.close()
 
-    widths = [10, 10, 10, 10, 10, 11]
+    widths = [15, 9, 9, 9, 11, 11, 10]
     print(f"\nTraining, batch {BATCH}, steps/s over {args.rounds} interleaved rounds "
-          "(ratio = median / torch median; roofline = median / GEMM-only median)")
+          "(vs best = median / the fastest torch variant's median; vs default = median / "
+          "torch default's; roofline = median / GEMM-only median). groundup = the fast "
+          "engine (Trainer's default), reference = Trainer(fast=False)")
     for kind in kinds:
         print(TITLES[kind])
-        print(fmt_row(["side", "min", "median", "max", "ratio", "roofline"], widths))
+        print(fmt_row(["side", "min", "median", "max", "vs best", "vs default", "roofline"],
+                      widths))
         med = {s: statistics.median(v) for s, v in train[kind].items()}
+        best = max(TORCH_VARIANTS, key=lambda v: med[v])
         for side, values in train[kind].items():
             print(fmt_row([side, f"{min(values):.1f}", f"{med[side]:.1f}", f"{max(values):.1f}",
-                           f"{med[side] / med['torch']:.2f}x",
+                           f"{med[side] / med[best]:.2f}x", f"{med[side] / med['torch']:.2f}x",
                            f"{med[side] / med['roofline']:.0%}"], widths))
+        print(f"  fastest torch variant: {best}")
     print(f"\nInference (predict, batch {INFER_BATCH}, eval mode), samples/s, median")
-    print(fmt_row(["model", "groundup", "torch", "ratio"], [10, 12, 12, 9]))
+    print(fmt_row(["model", "groundup", "reference", "torch", "ratio"], [10, 12, 12, 12, 9]))
     for kind in kinds:
         med = {s: statistics.median(v) for s, v in pred[kind].items()}
-        print(fmt_row([f"({kind})", f"{med['groundup']:.0f}", f"{med['torch']:.0f}",
-                       f"{med['groundup'] / med['torch']:.2f}x"], [10, 12, 12, 9]))
+        print(fmt_row([f"({kind})", f"{med['groundup']:.0f}", f"{med['reference']:.0f}",
+                       f"{med['torch']:.0f}", f"{med['groundup'] / med['torch']:.2f}x"],
+                      [10, 12, 12, 12, 9]))
     if not args.no_memory and "c" in kinds:
         mem = measure_memory("c")
         print(f"\nPeak memory of (c) training, batch {BATCH}: RSS growth of a fresh subprocess "
