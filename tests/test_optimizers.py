@@ -570,12 +570,13 @@ def test_fused_kernels_can_be_turned_off(monkeypatch):
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_packed_model_parameters_update_like_separate_arrays(name, kwargs, threads):
+    from groundup.fast import compile
     from groundup.models import MultiLayerNetExtend
 
     threads(2)
     model = MultiLayerNetExtend(6, [40, 5], 3, use_batchnorm=True, rng=0)
     model.add("dense", units=200).add("dense", units=200)  # a 200x200 W, updated on its own
-    packed = model.params
+    packed = compile(model).params  # compiling packs the parameters
     assert all(p.base is not None for p in packed.values())
     loose = {k: v.copy() for k, v in packed.items()}
     rng = np.random.default_rng(5)

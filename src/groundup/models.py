@@ -13,7 +13,6 @@ dropout and the book's batch norm (eps 1e-6, momentum 0.9, biased running varian
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any
 
@@ -28,8 +27,7 @@ from groundup._checks import (
     type_error,
     value_error,
 )
-from groundup.conv import Convolution, ConvReluPool, Pooling
-from groundup.fast import threads as _threads
+from groundup.conv import Convolution, Pooling
 from groundup.layers import (
     ACTIVATIONS,
     Affine,
@@ -38,7 +36,6 @@ from groundup.layers import (
     Flatten,
     Layer,
     MSELoss,
-    Relu,
     SoftmaxWithLoss,
 )
 from groundup.numerical import numerical_gradient
@@ -46,7 +43,6 @@ from groundup.rng import make_rng
 
 CONVENTIONS = ("groundup", "book")
 LOSSES = ("softmax_cross_entropy", "mse")
-_NO_CONTEXT = contextlib.nullcontext()
 LAYER_KINDS = ("dense", "conv", "pool", "batchnorm", "dropout", "flatten", *ACTIVATIONS)
 
 
@@ -57,7 +53,7 @@ class Sequential:
 
         model = Sequential((784,), rng=0)
         model.add("dense", units=100, init="he_normal", regularizer=L2(0.01))
-        model.add("relu").add("dropout", ratio=0.2)
+        model.add("relu").add("dropout", dropout_ratio=0.2)
         model.add("dense", units=10, init="glorot_uniform")
 
     Attributes:
@@ -92,6 +88,8 @@ class Sequential:
         self._shape = self.input_shape  # output shape of the stack so far, without N
         for spec in layers or []:
             spec = dict(spec)
+            if spec.get("kind") == "dropout" and "ratio" in spec:  # older files' spelling
+                spec["dropout_ratio"] = spec.pop("ratio")
             self.add(spec.pop("kind"), **spec)
 
     # ---- building -------------------------------------------------------------------
@@ -102,37 +100,16 @@ class Sequential:
     def _register(self, layer: Layer, prefix: str, index: int, reg: Any = None,
                   bias_reg: Any = None) -> None:
         self.layers[f"{prefix}{index}"] = layer
-        if hasattr(layer, "reuse_buffers"):
-            layer.reuse_buffers = True  # gradient() hands each dx straight to the layer below
         for attr in layer.param_names:
             name = f"{attr}{index}"
-            self.params[name] = getattr(layer, attr)
+            self.params[name] = getattr(layer, attr)  # the very array: updates reach the layer
             self._refs.append((name, layer, attr))
-        if layer.param_names:
-            self._pack_params()
         for attr in layer.state_names:
             self.state[f"{attr}{index}"] = getattr(layer, attr)
         if reg is not None:
             self.regularizers[f"W{index}"] = regularizers.get(reg)
         if bias_reg is not None:
             self.regularizers[f"b{index}"] = regularizers.get(bias_reg)
-
-    def _pack_params(self) -> None:
-        """Move every parameter into one flat buffer, in ``params`` order (as views).
-
-        An optimizer then updates runs of small parameters in one pass each instead of a
-        few NumPy calls per array. Runs while the model is built; after that the arrays
-        stay where they are and are only ever changed in place.
-        """
-        flat = np.empty(sum(p.size for p in self.params.values()), dtype=self.dtype)
-        offset = 0
-        for name, layer, attr in self._refs:
-            old = self.params[name]
-            view = flat[offset:offset + old.size].reshape(old.shape)
-            view[...] = old
-            setattr(layer, attr, view)
-            self.params[name] = view
-            offset += old.size
 
     def add(self, kind: str, **kwargs: Any) -> Sequential:
         """Append a layer by kind: 'dense', 'conv', 'pool', 'batchnorm', 'dropout',
@@ -144,7 +121,7 @@ class Sequential:
                 bias_regularizer=None
             pool: size, stride=None (= size), pad=0, mode='max' | 'avg'
             batchnorm: momentum=0.9 (share kept), eps=None (convention's default)
-            dropout: ratio
+            dropout: dropout_ratio
             leaky_relu: alpha=0.01
         """
         if not isinstance(kind, str):
@@ -222,8 +199,8 @@ class Sequential:
             unbiased_running_var=not book)
         self._register(layer, "BatchNorm", self._name("gamma"))
 
-    def _add_dropout(self, ratio: float) -> None:
-        layer = Dropout(ratio, inverted=self.convention == "groundup", rng=self.rng)
+    def _add_dropout(self, dropout_ratio: float) -> None:
+        layer = Dropout(dropout_ratio, inverted=self.convention == "groundup", rng=self.rng)
         self._register(layer, "Dropout", self._name("dropout"))
 
     def _add_flatten(self) -> None:
@@ -236,6 +213,7 @@ class Sequential:
         return self._shape
 
     def _input(self, x: np.ndarray) -> np.ndarray:
+        """``x`` checked against the model's input shape, in the model's dtype."""
         owner = type(self).__name__
         check_array(owner, "x", x, finite=False)
         want = self.input_shape
@@ -254,74 +232,19 @@ class Sequential:
 
     def predict(self, x: np.ndarray, train_flg: bool = False,
                 batch_size: int | None = None) -> np.ndarray:
-        """Scores before the loss layer (logits for softmax models). Shapes: (N, K)."""
+        """Scores before the loss layer (logits for softmax models). Shapes: (N, K).
+
+        With ``batch_size``, an evaluation pass runs that many samples at a time.
+        """
         x = self._input(x)
+        if self.check_finite:
+            self._check_finite(x)
         if batch_size is not None and not train_flg and x.shape[0] > batch_size:
             return np.concatenate([self.predict(x[i:i + batch_size])
                                    for i in range(0, x.shape[0], batch_size)])
-        order = self._execution_order()
-        # A NaN or Inf anywhere in a row of x makes that row of x · W + b non-finite, so
-        # behind a first Affine layer its (much smaller) output is checked instead, and x
-        # only when that fails (the weights may be what is not finite).
-        deferred = self.check_finite and bool(order) and type(order[0]) is Affine
-        if self.check_finite and not deferred:
-            self._check_finite(x)
-        with self._thread_context():
-            for layer in order:
-                if deferred:
-                    deferred = False
-                    with np.errstate(invalid="ignore", over="ignore"):
-                        out = layer.forward(x, train_flg)
-                    if not np.isfinite(out).all():
-                        self._check_finite(x)
-                else:
-                    out = layer.forward(x, train_flg)
-                x = out
+        for layer in self.layers.values():
+            x = layer.forward(x, train_flg)
         return x
-
-    def _execution_order(self) -> list[Layer | ConvReluPool]:
-        """The layers in the order they compute, with two rewrites that keep the results.
-
-        Convolution → ReLU → max pooling over non-overlapping windows runs as one
-        ``ConvReluPool`` block (pooling the raw products, adding the bias to the pooled
-        map only). Otherwise ReLU → max pool runs as max pool → ReLU: max(relu(x)) =
-        relu(max(x)) and both orders send the gradient to the same element (the first
-        maximum of a window when it is positive, nowhere otherwise), so outputs and
-        gradients are identical, while the ReLU then touches a quarter of the data.
-        The list is built once per set of layers (blocks keep buffers across steps).
-        """
-        layers = tuple(self.layers.values())
-        cached = getattr(self, "_order", None)
-        if cached is not None and cached[0] == layers:
-            return cached[1]
-        order: list[Layer | ConvReluPool] = []
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            following = layers[i + 1] if i + 1 < len(layers) else None
-            third = layers[i + 2] if i + 2 < len(layers) else None
-            if ConvReluPool.fusable(layer, following, third):
-                relu, pool = (following, third) if type(following) is Relu else (third, following)
-                order.append(ConvReluPool(layer, relu, pool))
-                i += 3
-            elif (type(layer) is Relu and type(following) is Pooling
-                    and following.mode == "max"):
-                order += [following, layer]
-                i += 2
-            else:
-                order.append(layer)
-                i += 1
-        for block in order:
-            if isinstance(block, ConvReluPool):
-                block.reuse_output = block is not order[-1]  # the next layer consumes it
-        blocks = any(isinstance(block, ConvReluPool) for block in order)
-        self._order = (layers, order, blocks)
-        return order
-
-    def _thread_context(self) -> Any:
-        """``own_threads()`` for models with convolution blocks (see ``groundup._threads``)."""
-        self._execution_order()
-        return _threads.own_threads() if self._order[2] else _NO_CONTEXT
 
     def regularization_loss(self) -> float:
         return sum(reg.penalty(self.params[name]) for name, reg in self.regularizers.items())
@@ -337,11 +260,10 @@ class Sequential:
         The loss of this very forward pass is kept in ``last_loss`` so a trainer can log it
         without a second forward pass.
         """
-        with self._thread_context():
-            self.last_loss = self.loss(x, t, train_flg=True)
-            dout = self.last_layer.backward(1)
-            for layer in reversed(self._execution_order()):
-                dout = layer.backward(dout)
+        self.last_loss = self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers.values()):
+            dout = layer.backward(dout)
         grads = {name: getattr(layer, "d" + attr) for name, layer, attr in self._refs}
         for name, reg in self.regularizers.items():
             reg.add_grad(self.params[name], grads[name])
@@ -364,7 +286,8 @@ class Sequential:
         """Everything needed to rebuild the architecture (arrays excluded)."""
         return {"class": "Sequential", "args": {
             "input_shape": list(self.input_shape), "loss": self.loss_name,
-            "dtype": self.dtype.name, "convention": self.convention, "layers": self.specs}}
+            "dtype": self.dtype.name, "convention": self.convention,
+            "layers": [dict(spec) for spec in self.specs]}}
 
     def __repr__(self) -> str:
         body = ", ".join(self.layers)
@@ -447,7 +370,7 @@ class MultiLayerNetExtend(_BookNet):
                 self.add("batchnorm")
             self.add(activation.lower())
             if use_dropout:
-                self.add("dropout", ratio=dropout_ration)
+                self.add("dropout", dropout_ratio=dropout_ration)
         self.add("dense", units=output_size, init=weight_init_std, regularizer=reg)
 
 
@@ -528,8 +451,8 @@ class DeepConvNet(_BookNet):
             if i % 2 == 1:
                 self.add("pool", size=2, stride=2)
         self.add("dense", units=hidden_size, init="he_normal").add("relu")
-        self.add("dropout", ratio=0.5)
-        self.add("dense", units=output_size, init="he_normal").add("dropout", ratio=0.5)
+        self.add("dropout", dropout_ratio=0.5)
+        self.add("dense", units=output_size, init="he_normal").add("dropout", dropout_ratio=0.5)
 
     def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = 100) -> float:
         return super().accuracy(x, t, batch_size)
