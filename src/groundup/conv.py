@@ -43,6 +43,8 @@ def _check_geometry(owner: str, filter_h: Any, filter_w: Any, stride: Any, pad: 
 
 def pad_images(x: np.ndarray, pad: int, value: Any = 0) -> np.ndarray:
     """``x`` with ``pad`` pixels of ``value`` added on each side of H and W."""
+    if not pad:
+        return x
     return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
 
 

@@ -114,17 +114,13 @@ class Relu(Layer):
         self.mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
-        self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
+        self.mask = x > 0
+        return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.mask is None:
             raise RuntimeError("Relu: backward called before forward.")
-        dx = dout.copy()
-        dx[self.mask] = 0
-        return dx
+        return dout * self.mask
 
 
 class LeakyRelu(Layer):

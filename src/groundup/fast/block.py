@@ -86,7 +86,7 @@ class ConvReluPool:
         qh, qw = out_h // ph, out_w // pw
         windows, m = ph * pw, n * qh * qw
         dtype = np.result_type(x.dtype, conv.W.dtype)
-        xp = core.pad_images(x, conv.pad) if conv.pad else x
+        xp = core.pad_images(x, conv.pad)
         sn, sc, sh, sw = xp.strides
         # view[p, q, c, a, b, n, i, j] = xp[n, c, s·(ph·i + p) + a, s·(pw·j + q) + b]: a
         # read-only view of valid memory (the last index is s·(OH - 1) + FH - 1 < H')

@@ -35,7 +35,7 @@ def unfold_t(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int,
     ``out`` is a buffer kept from the last call, used when it fits (no new pages to fault in).
     """
     n, c = x.shape[:2]
-    xt = core.pad_images(x, pad).transpose(1, 0, 2, 3) if pad else x.transpose(1, 0, 2, 3)
+    xt = core.pad_images(x, pad).transpose(1, 0, 2, 3)  # (C, N, H', W') view
     shape = (c, filter_h, filter_w, n, out_h, out_w)
     if out is not None and out.size == math.prod(shape) and out.dtype == x.dtype:
         col_t = out.reshape(shape)
