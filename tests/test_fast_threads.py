@@ -78,11 +78,12 @@ def test_thread_count_comes_from_the_environment():
 
 
 def test_a_conv_model_trains_the_same_without_threadpoolctl(monkeypatch, two_threads):
+    from groundup.fast import compile
     from groundup.models import SimpleConvNet
 
     def run():
-        model = SimpleConvNet((1, 12, 12), {"filter_num": 4, "filter_size": 3}, hidden_size=8,
-                              output_size=3, rng=1)
+        model = compile(SimpleConvNet((1, 12, 12), {"filter_num": 4, "filter_size": 3},
+                                      hidden_size=8, output_size=3, rng=1))
         opt = optimizers.Adam(lr=0.01)
         x = np.random.default_rng(0).random((8, 1, 12, 12), dtype=np.float32)
         for _ in range(3):

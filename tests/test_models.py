@@ -23,7 +23,7 @@ def small_nets(dtype, convention="groundup"):
     common = {"rng": 7, "dtype": dtype, "convention": convention}
     seq = (Sequential((6,), **common)
            .add("dense", units=5, init="glorot_uniform", regularizer=L2(0.01))
-           .add("tanh").add("batchnorm").add("dropout", ratio=0.2)
+           .add("tanh").add("batchnorm").add("dropout", dropout_ratio=0.2)
            .add("dense", units=4, init="lecun_normal", regularizer=L1L2(0.01, 0.02),
                 bias_regularizer=L1(0.01))
            .add("leaky_relu", alpha=0.1).add("dense", units=3, init="he_uniform"))
@@ -360,158 +360,18 @@ def test_save_where_a_file_blocks_the_directory(tmp_path):
         io.save(TwoLayerNet(4, 3, 2, rng=0), tmp_path / "blocker" / "m.npz")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("pool", [{"size": 2, "stride": 2, "pad": 1}, {"size": 3, "stride": 1}])
-def test_relu_then_max_pool_runs_swapped_with_identical_results(dtype, pool):
-    # pooling with padding or overlap is not a ConvReluPool block: ReLU and pool only swap
-    model = (Sequential((2, 6, 6), rng=3, dtype=dtype)
-             .add("conv", filters=3, kernel_size=3, pad=1).add("relu")
-             .add("pool", **pool).add("dense", units=4))
-    model.params["b1"][...] = [0.2, -0.1, 0.0]  # zero inputs give ties, positive and not
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((5, 2, 6, 6)).astype(dtype)
-    x[:2, :, :4, :4] = 0  # whole windows of equal conv outputs
-    x[2] = -np.abs(x[2])
-    t = np.array([0, 1, 2, 3, 0])
-    grads = {k: v.copy() for k, v in model.gradient(x, t).items()}
-    scores = model.predict(x)
-    swapped = model.predict(x, train_flg=True)
-    layers = list(model.layers.values())  # the book's order, run by hand
-    out = x
-    for layer in layers:
-        out = layer.forward(out, True)
-    assert np.array_equal(out, swapped)
-    model.last_layer.forward(out, t)
-    dout = model.last_layer.backward(1)
-    for layer in reversed(layers):
-        dout = layer.backward(dout)
-    for name, layer, attr in model._refs:
-        if pool["stride"] == pool["size"]:
-            assert np.array_equal(getattr(layer, "d" + attr), grads[name]), name
-        else:  # the two orders hand the conv layer dout in different memory layouts, and
-            # NumPy's and the BLAS's sums round by alignment
-            np.testing.assert_allclose(getattr(layer, "d" + attr), grads[name], rtol=1e-5,
-                                       atol=1e-7, err_msg=name)
-    assert scores.dtype == dtype
-    assert [type(layer).__name__ for layer in model._execution_order()][1:3] == ["Pooling",
-                                                                                  "Relu"]
-
-
-def test_reused_buffers_do_not_alias_results_across_steps():
-    model = SimpleConvNet((1, 8, 8), {"filter_num": 3, "filter_size": 3}, hidden_size=5,
-                          output_size=3, rng=2)
-    rng = np.random.default_rng(1)
-    x1, x2 = rng.random((4, 1, 8, 8), dtype=np.float32), rng.random((4, 1, 8, 8), dtype=np.float32)
-    t = np.array([0, 1, 2, 0])
-    first = model.gradient(x1, t)
-    kept = {k: v.copy() for k, v in first.items()}
-    scores = model.predict(x1)
-    kept_scores = scores.copy()
-    second = model.gradient(x2, t)
-    model.predict(x2)
-    for k in first:
-        assert np.array_equal(first[k], kept[k]), k  # a later step never writes into them
-        assert not np.shares_memory(first[k], second[k]), k
-    assert np.array_equal(scores, kept_scores)
-    fresh = SimpleConvNet((1, 8, 8), {"filter_num": 3, "filter_size": 3}, hidden_size=5,
-                          output_size=3, rng=2)
-    for layer in fresh.layers.values():  # the same model without buffer reuse
-        if hasattr(layer, "reuse_buffers"):
-            layer.reuse_buffers = False
-    fresh.gradient(x1, t)
-    expected = fresh.gradient(x2, t)
-    for k in second:
-        assert np.array_equal(second[k], expected[k]), k
-
-
-def _layer_by_layer(model, x, t):
-    """Predictions and gradients of ``model`` with every layer run alone, in the book's order."""
-    out = x
-    layers = list(model.layers.values())
-    for layer in layers:
-        out = layer.forward(out, True)
-    model.last_layer.forward(out, t)
-    dout = model.last_layer.backward(1)
-    for layer in reversed(layers):
-        dout = layer.backward(dout)
-    return out, {name: getattr(layer, "d" + attr).copy() for name, layer, attr in model._refs}
-
-
-BLOCKS = {  # (input shape, conv arguments, pool size, ReLU before pooling)
-    "book": ((1, 12, 12), {"filters": 3, "kernel_size": 5}, 2, True),
-    "pool_then_relu": ((2, 8, 8), {"filters": 4, "kernel_size": 3, "pad": 1}, 2, False),
-    "stride_2_pool_3": ((2, 27, 27), {"filters": 3, "kernel_size": 3, "stride": 2}, 3, True),
-    "not_tiled": ((1, 7, 7), {"filters": 2, "kernel_size": 3}, 2, True),  # 5x5 → layer by layer
-}
-
-
-@pytest.mark.parametrize("name", list(BLOCKS))
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv_relu_pool_block_matches_the_layers(name, dtype):
-    shape, conv, size, relu_first = BLOCKS[name]
-    model = Sequential(shape, rng=5, dtype=dtype).add("conv", **conv).add("relu")
-    model.add("conv", **conv)  # the block below gets a dx to compute too
-    model.add("relu").add("pool", size=size) if relu_first else \
-        model.add("pool", size=size).add("relu")
-    model.add("dense", units=3)
-    assert "ConvReluPool" in [type(b).__name__ for b in model._execution_order()]
-    for p in model.params.values():
-        p[...] = np.random.default_rng(1).normal(size=p.shape) * 0.5
-    model.params["W2"][0] = 0  # filter 0 ties in every window, whatever its input ...
-    model.params["b2"][...] = 0.5  # ... and passes the ReLU, so where a tie goes shows in dW2
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((5, *shape)).astype(dtype)
-    x[:2] = 0
-    t = np.array([0, 1, 2, 0, 1])
-    grads = {k: v.copy() for k, v in model.gradient(x, t).items()}
-    scores = model.predict(x, train_flg=True)
-    expected_scores, expected = _layer_by_layer(model, x, t)
-    tol = {"rtol": 1e-4, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-13}
-    np.testing.assert_allclose(scores, expected_scores, **tol)
-    for k in grads:  # a tie sent to another element would differ by far more than rounding
-        np.testing.assert_allclose(grads[k], expected[k], **tol, err_msg=k)
-    if name == "not_tiled":
-        assert all(np.array_equal(grads[k], expected[k]) for k in grads)
-
-
-def test_conv_relu_pool_block_state_cannot_be_misused():
-    model = SimpleConvNet((1, 8, 8), {"filter_num": 2, "filter_size": 3}, hidden_size=4,
-                          output_size=3, rng=0)
-    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
-    block = model._execution_order()[0]
-    with pytest.raises(RuntimeError, match="ConvReluPool: backward called before forward"):
-        block.backward(np.zeros((2, 2, 3, 3), dtype=np.float32))
-    model.predict(x)
-    with pytest.raises(RuntimeError, match="Pooling: backward called before forward"):
-        model.layers["Pool1"].backward(np.zeros((2, 2, 3, 3), dtype=np.float32))
-    model.gradient(x, np.array([0, 1]))
-    with pytest.raises(ValueError, match=r"dout\.shape must be \(2, 2, 3, 3\)"):
-        block.backward(np.zeros((2, 2, 4, 3), dtype=np.float32))
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_results_do_not_depend_on_the_thread_count(dtype):
-    pytest.importorskip("threadpoolctl")
-    from groundup.fast import threads as _threads
-
-    before = _threads.get_num_threads()
-    blas = [(lib, lib.num_threads) for lib in _threads._blas_libs()]
-    results = []
-    try:
-        for n in (2, 3, 4):
-            _threads.set_num_threads(n)
-            model = DeepConvNet((1, 12, 12), *[{"filter_num": 4}] * 6, hidden_size=6,
-                                output_size=3, rng=2, dtype=dtype)
-            x = np.random.default_rng(0).random((120, 1, 12, 12)).astype(dtype)  # 2 chunks
-            grads = model.gradient(x, np.arange(120) % 3)
-            results.append((model.predict(x), {k: v.copy() for k, v in grads.items()}))
-    finally:
-        _threads.set_num_threads(before)
-    for scores, grads in results[1:]:
-        assert np.array_equal(scores, results[0][0])
-        for k in grads:
-            assert np.array_equal(grads[k], results[0][1][k]), k
-    assert [(lib, lib.num_threads) for lib, _ in blas] == blas  # the BLAS threads restored
+def test_model_files_that_spell_dropout_ratio_ratio_still_load(tmp_path):
+    model = Sequential((4,), rng=0).add("dense", units=3).add("dropout", dropout_ratio=0.3)
+    config = model.get_config()
+    assert config["args"]["layers"][1] == {"kind": "dropout", "dropout_ratio": 0.3}
+    config["args"]["layers"][1] = {"kind": "dropout", "ratio": 0.3}  # as files were written
+    meta = {"format": io.MODEL_FORMAT, "format_version": io.FORMAT_VERSION, "model": config}
+    path = io.atomic_write_npz(tmp_path / "m.npz", io.model_arrays(model), meta)
+    loaded = io.load(path)
+    assert loaded.layers["Dropout1"].dropout_ratio == 0.3
+    assert loaded.get_config() == model.get_config()
+    with pytest.raises(TypeError, match="Sequential.add"):
+        Sequential((4,), rng=0).add("dropout", ratio=0.3)  # one spelling in the API
 
 
 @pytest.mark.parametrize("name", list(small_nets(np.float32)))

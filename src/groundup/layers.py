@@ -3,7 +3,8 @@
 Contract (DESIGN §3): ``forward(x, train_flg=True)`` and ``backward(dout)``; a layer's
 trainable arrays are attributes named in ``param_names`` (``W``, ``b``, ``gamma``, ...)
 and backward leaves their gradients on the layer as ``dW``, ``db``, ``dgamma``, ...
-Models hold references to the same arrays, so they are updated in place, never rebound.
+Models hold references to the same arrays, so they are updated in place, never rebound
+(``groundup.fast.compile`` moves them once into one buffer, rebinding layers and model).
 Loss layers take ``forward(x, t)`` and ``backward(dout=1)``.
 
 Randomness comes from an ``rng`` with the ``numpy.random.Generator`` interface; the book
@@ -25,11 +26,7 @@ from groundup._checks import (
     type_error,
     value_error,
 )
-from groundup.fast import threads as _threads
 from groundup.functions import sigmoid
-
-# Below this many multiply-adds per thread, a product is not split over threads.
-_MIN_SPLIT_MACS = 1 << 20
 
 
 class Layer:
@@ -63,8 +60,10 @@ class Layer:
 class Affine(Layer):
     """Fully connected layer: out = x · W + b.
 
-    Inputs with more than two axes (e.g. conv feature maps) are flattened to (N, -1)
-    and the input gradient is given back in the original shape.
+    Backward: dx = dout · Wᵀ, dW = xᵀ · dout, db = Σ_n dout. Inputs with more than two
+    axes (e.g. conv feature maps) are flattened to (N, -1) and dx is given back in the
+    original shape. With ``needs_input_grad = False`` (the first layer of a net, whose dx
+    no one uses) dx is skipped and None returned.
 
     Shapes: x (N, ...) with prod(...) = D; W (D, M); b (M,); out (N, M).
     """
@@ -84,66 +83,25 @@ class Affine(Layer):
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None
         self.needs_input_grad = True
-        # Set by a model that consumes dx at once: backward may then write dx into the same
-        # buffer every step instead of faulting in fresh pages.
-        self.reuse_buffers = False
-        self._dx: np.ndarray | None = None
-
-    def _split_threads(self, rows: int) -> int:
-        """Threads to split this layer's products over (inside ``own_threads()`` only)."""
-        threads = _threads.splitting()
-        if threads > 1 and rows * self.W.size >= threads * _MIN_SPLIT_MACS:
-            return min(threads, rows)
-        return 1
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
         self.original_x_shape = x.shape
-        x = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # -1 fails on an empty batch
+        x = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (N, D); -1 fails on an empty batch
         if x.shape[1] != self.W.shape[0]:
             raise value_error("Affine", "x.shape", f"(N, {self.W.shape[0]}) after flattening",
                               f"={self.original_x_shape}")
         self.x = x
-        threads = self._split_threads(x.shape[0])
-        if threads == 1:
-            out = x @ self.W  # (N, M)
-            out += self.b
-            return out
-        out = np.empty((x.shape[0], self.W.shape[1]), dtype=np.result_type(x, self.W))
-
-        def rows(lo: int, hi: int) -> None:  # each row is computed as in the one-part product
-            np.matmul(x[lo:hi], self.W, out=out[lo:hi])
-            out[lo:hi] += self.b
-
-        _threads.run(rows, _threads.bounds(x.shape[0], threads))
-        return out
+        return x @ self.W + self.b  # (N, M)
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         if self.x is None:
             raise RuntimeError("Affine: backward called before forward.")
-        x, W = self.x, self.W
-        self.db = np.add.reduce(dout, axis=0)
-        threads = self._split_threads(x.shape[0])
-        if threads == 1:
-            self.dW = x.T @ dout  # (D, M)
-            if not self.needs_input_grad:
-                return None
-            return (dout @ W.T).reshape(self.original_x_shape)
-        dtype = np.result_type(x, dout)
-        self.dW = np.empty(W.shape, dtype=dtype)
-        dx = None
-        if self.needs_input_grad:
-            dx = self._dx
-            if not (self.reuse_buffers and dx is not None and dx.shape == x.shape
-                    and dx.dtype == np.result_type(dout, W)):
-                dx = np.empty(x.shape, dtype=np.result_type(dout, W))
-                self._dx = dx if self.reuse_buffers else None
-        def part(lo: int, hi: int) -> None:  # input features lo..hi-1 of dW and dx
-            np.matmul(x[:, lo:hi].T, dout, out=self.dW[lo:hi])
-            if dx is not None:
-                np.matmul(dout, W[lo:hi].T, out=dx[:, lo:hi])
-
-        _threads.run(part, _threads.bounds(W.shape[0], threads))
-        return None if dx is None else dx.reshape(self.original_x_shape)
+        self.dW = self.x.T @ dout  # (D, M)
+        self.db = dout.sum(axis=0)  # (M,)
+        if not self.needs_input_grad:
+            return None
+        dx = dout @ self.W.T  # (N, D)
+        return dx.reshape(self.original_x_shape)
 
 
 class Relu(Layer):
@@ -157,17 +115,13 @@ class Relu(Layer):
         self.mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
-        # evaluation keeps no mask (and a backward after it fails instead of using a stale one)
-        self.mask = x > 0 if train_flg else None
+        self.mask = x > 0
         return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.mask is None:
             raise RuntimeError("Relu: backward called before forward.")
-        # dx in the memory order of x, so the layer below gets its gradient in the layout of
-        # its own output and needs no reordering copy
-        dx = np.empty_like(self.mask, dtype=np.result_type(dout, self.mask))
-        return np.multiply(dout, self.mask, out=dx)
+        return dout * self.mask
 
 
 class LeakyRelu(Layer):
@@ -219,9 +173,10 @@ class Tanh(Layer):
 class SoftmaxWithLoss(Layer):
     """Softmax followed by cross-entropy, averaged over the batch.
 
-    L = -(1/N) Σ_n log softmax(x)[n, t_n]; dx = (softmax(x) - onehot(t)) / N.
-    ``t`` may be class labels (N,) or one-hot (N, K). The loss is computed from the
-    log-softmax, so it is exact (no 1e-7 guard) and consistent with the gradient.
+    L = -(1/N) Σ_n log y[n, t_n] with y = softmax(x); dx = (y - onehot(t)) / N.
+    ``t`` may be class labels (N,) or one-hot (N, K). The loss is computed from
+    log y = z - log Σ_k exp(z_k), z = x - max_k x_k, so it is exact (no 1e-7 guard) and
+    consistent with the gradient.
 
     Shapes: x (N, K); t (N,) or (N, K); loss scalar; dx (N, K).
     """
@@ -233,29 +188,21 @@ class SoftmaxWithLoss(Layer):
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> float:
         check_array("SoftmaxWithLoss", "x", x, ndim=2, finite=False)
-        labels = check_labels("SoftmaxWithLoss", t, x.shape[0], x.shape[1])
-        n, k = x.shape
-        # column-major, the reductions over the K classes run over contiguous columns
-        # (several times faster than over rows of K = 10)
-        x = np.asfortranarray(x)
-        z = x - np.maximum.reduce(x, axis=1, keepdims=True)
-        e = np.exp(z)
-        total = np.add.reduce(e, axis=1, keepdims=True)
-        # -log softmax(x)[t] = log Σ exp(z) - z[t], exact and consistent with the gradient
-        self.t = labels
-        self._picked = labels * n + np.arange(n)  # flat column-major index of x[i, t_i]
-        self.loss = float(np.add.reduce(np.log(total[:, 0]) - z.ravel("F")[self._picked]) / n)
-        e /= total
-        self.y = e
+        self.t = check_labels("SoftmaxWithLoss", t, x.shape[0], x.shape[1])  # (N,) labels
+        n = x.shape[0]
+        z = x - x.max(axis=1, keepdims=True)  # exp(z) <= 1: no overflow
+        log_y = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # (N, K)
+        self.y = np.exp(log_y)
+        self.loss = float(-log_y[np.arange(n), self.t].sum() / n)
         return self.loss
 
     def backward(self, dout: float = 1) -> np.ndarray:
         if self.y is None:
             raise RuntimeError("SoftmaxWithLoss: backward called before forward.")
         n = self.y.shape[0]
-        dx = self.y * self.y.dtype.type(dout / n)  # keeps the column-major order
-        dx.ravel("F")[self._picked] -= dx.dtype.type(dout / n)
-        return dx
+        dx = self.y.copy()
+        dx[np.arange(n), self.t] -= 1  # y - onehot(t)
+        return dx * (dout / n)
 
 
 class MSELoss(Layer):
@@ -287,12 +234,13 @@ class MSELoss(Layer):
 
 
 class Dropout(Layer):
-    """Randomly zero a fraction ``dropout_ratio`` of the activations during training.
+    """Randomly zero a fraction ``dropout_ratio`` (p) of the activations during training.
 
     Book convention (``inverted=False``): train out = x · mask, test out = x · (1 - p).
     Inverted (``inverted=True``, PyTorch/Keras): train out = x · mask / (1 - p), test out = x.
-    Both give the same expected activation at train and test time. The mask is drawn as
-    float32 from ``rng``; ``hold_mask`` reuses the last mask (for gradient checks).
+    Both give the same expected activation at train and test time. The mask keeps x where
+    u >= p, u ~ U[0, 1) drawn as float32 from ``rng``; ``hold_mask`` reuses the last mask
+    (for gradient checks).
     """
 
     def __init__(self, dropout_ratio: float = 0.5, *, inverted: bool = False,
@@ -309,9 +257,9 @@ class Dropout(Layer):
         if not train_flg:
             return x if self.inverted else x * x.dtype.type(1 - p)
         if not (self.hold_mask and self.mask is not None and self.mask.shape == x.shape):
-            keep = self.rng.random(x.shape, dtype=np.float32) >= np.float32(p)
+            u = self.rng.random(x.shape, dtype=np.float32)
             scale = x.dtype.type(1 / (1 - p) if self.inverted else 1)
-            self.mask = np.multiply(keep, scale, dtype=x.dtype)
+            self.mask = (u >= p) * scale  # 0 or the scale, in x's dtype
         return x * self.mask
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -326,16 +274,17 @@ class Dropout(Layer):
 class BatchNormalization(Layer):
     """Batch normalization (Ioffe & Szegedy 2015).
 
-    Train: μ = mean(x), σ² = var(x) over the batch, x̂ = (x - μ) / √(σ² + eps),
-    out = γ · x̂ + β; running ← momentum · running + (1 - momentum) · batch statistic.
-    Test: x̂ uses the running statistics. ``momentum`` is the book's and Keras' (the share
-    kept); PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here. With
-    ``unbiased_running_var`` the running variance takes the N/(N-1)-corrected batch
-    variance, as PyTorch does.
+    Train: μ = Σ x / m and σ² = Σ (x - μ)² / m over the m samples of the batch,
+    x̂ = (x - μ) / √(σ² + eps), out = γ · x̂ + β; running ← momentum · running +
+    (1 - momentum) · batch statistic. Test: x̂ uses the running statistics.
+    Backward: dβ = Σ dout, dγ = Σ dout · x̂, dx = (γ / √(σ² + eps)) · (dout - dβ / m -
+    x̂ · dγ / m). ``momentum`` is the book's and Keras' (the share kept); PyTorch's
+    ``momentum=0.1`` is ``momentum=0.9`` here. With ``unbiased_running_var`` the running
+    variance takes the m/(m-1)-corrected batch variance, as PyTorch does.
 
-    On 4-D input (N, C, H, W) the statistics are per channel, over N, H and W. (The book
-    reshapes to (N, C·H·W) and normalizes each pixel separately, which is not batch norm
-    for convolutions; fixed here.)
+    On 4-D input (N, C, H, W) the statistics are per channel, over N, H and W (m = N·H·W).
+    (The book reshapes to (N, C·H·W) and normalizes each pixel separately, which is not
+    batch norm for convolutions; fixed here.)
 
     Shapes: x (N, D) with γ, β (D,), or x (N, C, H, W) with γ, β (C,).
     """
@@ -360,18 +309,20 @@ class BatchNormalization(Layer):
         self.dgamma: np.ndarray | None = None
         self.dbeta: np.ndarray | None = None
         self.xn: np.ndarray | None = None
-        self.inv_std: np.ndarray | None = None
+        self.std: np.ndarray | None = None
         self.input_shape: tuple[int, ...] | None = None
 
-    def _to_2d(self, x: np.ndarray) -> np.ndarray:
+    def to_2d(self, x: np.ndarray) -> np.ndarray:
+        """(N, D) as is; (N, C, H, W) as (N·H·W, C), one row per pixel."""
         if x.ndim == 4:
-            return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])  # (N·H·W, C)
+            return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
         if x.ndim != 2:
             raise value_error("BatchNormalization", "x.ndim", "2 (N, D) or 4 (N, C, H, W)",
                               f"={x.ndim}")
         return x
 
-    def _from_2d(self, y: np.ndarray) -> np.ndarray:
+    def from_2d(self, y: np.ndarray) -> np.ndarray:
+        """The inverse of ``to_2d`` for the shape of the last forward input."""
         if len(self.input_shape) == 4:
             n, c, h, w = self.input_shape
             return y.reshape(n, h, w, c).transpose(0, 3, 1, 2)
@@ -379,52 +330,40 @@ class BatchNormalization(Layer):
 
     def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
         self.input_shape = x.shape
-        x2 = self._to_2d(x)
-        if x2.shape[1] != self.gamma.shape[0]:
+        x = self.to_2d(x)  # (m, D)
+        if x.shape[1] != self.gamma.shape[0]:
             raise value_error("BatchNormalization", "x.shape",
-                              f"{self.gamma.shape[0]} features/channels", f"={x.shape}")
-        dtype = x2.dtype.type
-        if train_flg:
-            m = x2.shape[0]
-            if m == 0:
-                raise value_error("BatchNormalization", "batch size", "at least 1 in training "
-                                  "(batch statistics of no samples are undefined)", "=0")
-            mu = np.add.reduce(x2, axis=0) / dtype(m)
-            xc = x2 - mu
-            var = np.add.reduce(np.square(xc), axis=0) / dtype(m)
-            self.inv_std = 1 / np.sqrt(var + dtype(self.eps))
-            xc *= self.inv_std
-            self.xn = xc
-            batch_var = var * dtype(m / (m - 1)) if self.unbiased_running_var and m > 1 else var
-            keep = self.running_mean.dtype.type(self.momentum)
-            self.running_mean *= keep
-            self.running_mean += (1 - keep) * mu
-            self.running_var *= keep
-            self.running_var += (1 - keep) * batch_var
-            xn = self.xn
-        else:
-            # γ · (x - μ) / √(σ² + eps) + β as one scale and one shift per feature
-            scale = self.gamma / np.sqrt(self.running_var + dtype(self.eps))
-            out = x2 * scale
-            out += self.beta - self.running_mean * scale
-            return self._from_2d(out)
-        return self._from_2d(self.gamma * xn + self.beta)
+                              f"{self.gamma.shape[0]} features/channels", f"={self.input_shape}")
+        if not train_flg:
+            xn = (x - self.running_mean) / np.sqrt(self.running_var + self.eps)
+            return self.from_2d(self.gamma * xn + self.beta)
+        m = x.shape[0]
+        if m == 0:
+            raise value_error("BatchNormalization", "batch size", "at least 1 in training "
+                              "(batch statistics of no samples are undefined)", "=0")
+        mu = x.sum(axis=0) / m
+        xc = x - mu
+        var = (xc * xc).sum(axis=0) / m
+        self.std = np.sqrt(var + self.eps)
+        self.xn = xc / self.std
+        if self.unbiased_running_var and m > 1:
+            var = var * (m / (m - 1))
+        # in place: the model, the optimizer and saved files hold these very arrays
+        self.running_mean *= self.momentum
+        self.running_mean += (1 - self.momentum) * mu
+        self.running_var *= self.momentum
+        self.running_var += (1 - self.momentum) * var
+        return self.from_2d(self.gamma * self.xn + self.beta)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.xn is None:
             raise RuntimeError("BatchNormalization: backward called before a training forward.")
-        d2 = self._to_2d(dout)
-        xn = self.xn
-        m = xn.dtype.type(xn.shape[0])
-        self.dbeta = np.add.reduce(d2, axis=0)
-        self.dgamma = np.add.reduce(d2 * xn, axis=0)
-        # dx = (dxn - mean(dxn) - xn · mean(dxn · xn)) / std with dxn = γ · dout, the
-        # batch-coupled gradient; mean(dxn) = γ · dbeta / m and mean(dxn · xn) = γ · dgamma / m
-        scale = self.gamma * self.inv_std
-        dx = d2 * scale
-        dx -= (self.dbeta * scale) / m
-        dx -= xn * ((self.dgamma * scale) / m)
-        return self._from_2d(dx)
+        dout = self.to_2d(dout)  # (m, D)
+        m = dout.shape[0]
+        self.dbeta = dout.sum(axis=0)
+        self.dgamma = (dout * self.xn).sum(axis=0)
+        dx = (self.gamma / self.std) * (dout - self.dbeta / m - self.xn * (self.dgamma / m))
+        return self.from_2d(dx)
 
     def get_config(self) -> dict[str, Any]:
         return {"momentum": self.momentum, "eps": self.eps,

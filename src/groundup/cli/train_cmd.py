@@ -238,7 +238,7 @@ def build_model(args: argparse.Namespace, input_shape: tuple[int, ...], classes:
                 net.add("batchnorm")
             net.add("relu")
             if args.dropout > 0:
-                net.add("dropout", ratio=args.dropout)
+                net.add("dropout", dropout_ratio=args.dropout)
         return net.add("dense", units=classes, init="he_normal", regularizer=reg)
     return MultiLayerNetExtend(int(np.prod(input_shape)), hidden, classes,
                                weight_init_std="he_normal", weight_decay_lambda=coupled,

@@ -3,15 +3,16 @@
 NumPy releases the GIL inside ufuncs and BLAS calls, so work split into parts runs in
 parallel on Python threads. Two uses:
 
-- Large optimizer updates are split over ``get_num_threads()`` threads (``optimizers``).
-- Inside ``own_threads()`` a model splits its large products and element-wise passes over
-  the same threads, each part calling a one-thread BLAS. This is faster for the
-  convolution nets than letting a multi-threaded BLAS split each product: between
-  products, OpenBLAS's idle threads keep spinning on the cores, and every NumPy pass
-  outside the BLAS then runs on one core alone. Convolution blocks cut their products at
-  fixed places, so their results do not depend on the thread count; large Affine
-  products are cut once per thread, which OpenBLAS computed identically for every cut
-  tried in float32, though a BLAS may round a cut product differently in the last bit.
+- Large optimizer updates are split over ``get_num_threads()`` threads.
+- Inside ``own_threads()`` a compiled model with a convolution block (``groundup.fast``)
+  splits its large products and element-wise passes over the same threads, each part
+  calling a one-thread BLAS. This is faster for the convolution nets than letting a
+  multi-threaded BLAS split each product: between products, OpenBLAS's idle threads keep
+  spinning on the cores, and every NumPy pass outside the BLAS then runs on one core alone.
+  Convolution blocks cut their products at fixed places, so their results do not depend on
+  the thread count; large Affine products are cut once per thread, which OpenBLAS computed
+  identically for every cut tried in float32, though a BLAS may round a cut product
+  differently in the last bit.
 
 Holding the BLAS to one thread needs ``threadpoolctl`` (in the ``fast``, ``search`` and
 ``all`` extras); without it ``own_threads()`` does nothing and the BLAS threads as usual.
