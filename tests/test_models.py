@@ -1,6 +1,6 @@
-import contextlib
-
 """Contract suite over every network: gradient check, dtype, save/load, bad input."""
+
+import contextlib
 
 import numpy as np
 import pytest
