@@ -418,3 +418,18 @@ def test_test_fraction_is_refused_when_the_data_has_a_test_split(tmp_path, capsy
                  "--out", str(tmp_path / "r")]) == 2
     assert "--test-fraction must be left out when the data set has a test split" in \
         capsys.readouterr().err
+
+
+def test_no_fast_trains_on_the_reference_path_and_resume_keeps_the_choice(tmp_path, capsys):
+    out = tmp_path / "ref"
+    argv = ["train", "--dataset", "mnist-sample", "--model", "two-layer", "--epochs", "1"]
+    assert main([*argv, "--no-fast", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["fast"] is False
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0  # stays reference
+    assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2]
+    fast_run = tmp_path / "fast"
+    assert main([*argv, "--out", str(fast_run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(fast_run), "--no-fast", "--epochs", "2"]) == 2
+    assert "--no-fast must be left out as in the run being resumed" in capsys.readouterr().err

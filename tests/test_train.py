@@ -359,3 +359,36 @@ def test_early_stopping_loads_a_state_saved_by_earlier_versions():
     trainer = SimpleNamespace(model=None, stop_training=False, stop_reason=None)
     stopper.on_epoch_end(trainer, 5, {"val_loss": 0.6})
     assert trainer.stop_training and stopper.wait == 2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fast_and_reference_training_agree_and_each_runs_its_own_path(digits, optimizer):
+    from groundup.fast.trace import tracing
+
+    x, t, xv, tv = digits
+    runs = {}
+    for fast in (True, False):
+        model, opt, rng = make(optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3)
+        with tracing() as ran:
+            trainer = Trainer(model, opt, rng=rng, fast=fast)
+            history = trainer.fit(x, t, epochs=2, validation=(xv, tv))
+        runs[fast] = (history.to_dict(), params_of(model), ran)
+    (h_fast, p_fast, ran_fast), (h_ref, p_ref, ran_ref) = runs[True], runs[False]
+    assert ran_fast["pack"] >= 1 and ran_fast["optim.packed"] >= 1 and ran_fast["bn.fast"] >= 1
+    assert not ran_ref, ran_ref  # the reference path touches no fast piece
+    # same draws (shuffles, dropout masks), sums in another order: float32 rounding only
+    for key in h_ref:
+        np.testing.assert_allclose(h_fast[key], h_ref[key], rtol=2e-3, atol=2e-3, err_msg=key)
+    for key in p_ref:
+        if key in ("param/b1", "param/b2", "state/running_mean1", "state/running_mean2"):
+            # biases feeding batch norm have a zero true gradient: Adam's m / sqrt(v) of pure
+            # rounding noise moves them (and the running mean that absorbs them) differently
+            # on each path, with no effect on the outputs
+            continue
+        np.testing.assert_allclose(p_fast[key], p_ref[key], rtol=1e-2, atol=1e-3, err_msg=key)
+
+
+def test_trainer_fast_must_be_a_bool(digits):
+    model, opt, _ = make()
+    with pytest.raises(TypeError, match="Trainer: fast must be a bool"):
+        Trainer(model, opt, fast="yes")

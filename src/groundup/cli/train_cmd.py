@@ -343,6 +343,11 @@ def resolve_settings(args: argparse.Namespace) -> tuple[argparse.Namespace, dict
             if key in RESUMABLE:
                 continue
             if key not in saved or saved[key] != value:
+                if key == "fast":  # only --no-fast can be given: the run used the engine
+                    raise ValueError(f"train: --no-fast must be left out as in the run being "
+                                     f"resumed ({run_dir}, trained on the fast engine); got "
+                                     "--no-fast. Drop it to continue the run, or start a new "
+                                     "run with --out.")
                 flag = "--" + key.replace("_", "-")
                 before = saved.get(key)
                 shown = "left unset (its default)" if before is None else repr(before)
