@@ -140,6 +140,33 @@ def _read_state(state_path: Path) -> dict[str, Any]:
     return state
 
 
+def pack_callbacks(callbacks: list[Any]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """The callbacks' ``state_dict``s as ``callbacks.npz`` arrays (``"<i>/<key>"``) and the
+    rest of each, by class, for ``state.json``."""
+    arrays: dict[str, np.ndarray] = {}
+    states = []
+    for i, cb in enumerate(callbacks):
+        plain = {}
+        for key, value in cb.state_dict().items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{i}/{key}"] = value
+            else:
+                plain[key] = value
+        states.append({"class": type(cb).__name__, "state": plain})
+    return arrays, states
+
+
+def unpack_callbacks(ckpt: Checkpoint, callbacks: list[Any]) -> None:
+    """Give each callback back what :func:`pack_callbacks` saved of it."""
+    for i, (cb, saved) in enumerate(zip(callbacks, ckpt.state["callbacks"], strict=True)):
+        state = dict(saved["state"])
+        prefix = f"{i}/"
+        state.update({k[len(prefix):]: v for k, v in ckpt.arrays.items()
+                      if k.startswith(prefix)})
+        if state:
+            cb.load_state_dict(state)
+
+
 def load(directory: str | os.PathLike) -> Checkpoint:
     """Read the checkpoint at ``directory``; one-line errors for missing or broken files."""
     found = find(directory)

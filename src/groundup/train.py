@@ -172,16 +172,7 @@ class Trainer:
     def save_checkpoint(self, directory: str | os.PathLike, *, losses: list[float] | None = None,
                         epoch_rng: dict[str, Any] | None = None) -> Path:
         """Write model, optimizer, RNG, history and callback state to ``directory``."""
-        arrays: dict[str, np.ndarray] = {}
-        cb_states = []
-        for i, cb in enumerate(self._stateful()):
-            plain = {}
-            for key, value in cb.state_dict().items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"{i}/{key}"] = value
-                else:
-                    plain[key] = value
-            cb_states.append({"class": type(cb).__name__, "state": plain})
+        arrays, cb_states = checkpoint.pack_callbacks(self._stateful())
         state = {
             "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
             "epoch_losses": list(losses or []), "epochs": self.epochs,
@@ -218,14 +209,7 @@ class Trainer:
         return ckpt
 
     def _restore_callbacks(self, ckpt: checkpoint.Checkpoint) -> None:
-        stateful = self._stateful()
-        for i, (cb, saved) in enumerate(zip(stateful, ckpt.state["callbacks"], strict=True)):
-            state = dict(saved["state"])
-            prefix = f"{i}/"
-            state.update({k[len(prefix):]: v for k, v in ckpt.arrays.items()
-                          if k.startswith(prefix)})
-            if state:
-                cb.load_state_dict(state)
+        checkpoint.unpack_callbacks(ckpt, self._stateful())
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self._interrupted:  # a second Ctrl-C: stop now
