@@ -352,7 +352,8 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool
     print("groundup: full MNIST not found locally and " + how + "; using the bundled MNIST "
           f"sample: {info.n_train:,} real training digits for training and the official "
           f"{info.n_test:,} test digits for test. Use --data-dir DIR or `groundup data "
-          "download mnist` for the full set (strict=True or --strict makes this an error).",
+          "download mnist` for the full set (`groundup train --strict` or strict=True makes "
+          "this an error).",
           file=sys.stderr)
     return LoadedDataset(sample[0], sample[1], info)
 
