@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from groundup import _files
     from groundup.report import write_report
 
+    for run_dir in args.run_dirs:
+        if not Path(run_dir).is_dir():
+            raise FileNotFoundError(f"no run directory {run_dir}; give directories written "
+                                    "by groundup train")
     default = Path(args.run_dirs[0]) / "report.html" if len(args.run_dirs) == 1 \
         else Path("report.html")
     out = _files.output_file("report", args.out or default)
