@@ -79,17 +79,28 @@ def _edges(kind: str, values: np.ndarray) -> np.ndarray:
     if kind == "Tanh":
         return np.linspace(-1.0, 1.0, BINS + 1)
     finite = values[np.isfinite(values)]
-    top = float(np.abs(finite).max()) * 1.25 if finite.size else 1.0
+    # room for the spread to grow threefold before values pile up in the outer bins
+    top = float(np.abs(finite).max()) * 3 if finite.size else 1.0
     top = top if top > 0 else 1.0
     low = 0.0 if kind == "Relu" else -top
     return np.linspace(low, top, BINS + 1)
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts over ``edges``; values beyond them fall into the outermost bins."""
-    finite = values[np.isfinite(values)].astype(np.float64)
-    clipped = np.clip(finite, edges[0], edges[-1])
-    return np.histogram(clipped, bins=edges)[0].astype(np.int32)
+    """Counts over the uniform ``edges``; values beyond them fall into the outermost bins.
+
+    The bin of v is floor((v - low) / width), computed in the values' own dtype and
+    counted with ``bincount`` (several times faster than ``np.histogram`` on feature maps).
+    """
+    flat = values.ravel()
+    finite = np.isfinite(flat)
+    if not finite.all():
+        flat = flat[finite]
+    bins = len(edges) - 1
+    low, high = float(edges[0]), float(edges[-1])
+    index = ((flat - low) * (bins / (high - low))).astype(np.int64)
+    np.clip(index, 0, bins - 1, out=index)
+    return np.bincount(index, minlength=bins).astype(np.int32)
 
 
 def _number(value: float) -> float | None:
@@ -103,8 +114,9 @@ def _norm(a: np.ndarray) -> float:
 
 
 def _activation_stats(kind: str, y: np.ndarray) -> dict[str, float | None]:
-    flat = y.astype(np.float64).reshape(len(y), -1)  # (N, units)
-    stats = {"mean": _number(flat.mean()), "std": _number(flat.std())}
+    flat = y.reshape(len(y), -1)  # (N, units)
+    stats = {"mean": _number(flat.mean(dtype=np.float64)),
+             "std": _number(flat.std(dtype=np.float64))}
     if kind == "Relu":
         zero = flat == 0
         stats["zero_fraction"] = float(zero.mean())

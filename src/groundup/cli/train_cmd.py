@@ -41,7 +41,7 @@ RESUMABLE = ("epochs", "resume", "config", "out", "overwrite")
 # What a training run writes: what --overwrite may replace.
 OUTPUTS = ("config.json", "history.json", "history.csv", "model.npz", "figures", "checkpoint",
            ".checkpoint-old", "diagnostics.json", "diagnostics.npz", "evaluation.json",
-           "evaluation.npz")
+           "evaluation.npz", "report.html")
 
 
 def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
