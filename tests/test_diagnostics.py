@@ -185,3 +185,37 @@ def test_summary_command_and_train_diagnostics_flag(tmp_path, capsys):
     assert main(["summary", str(tmp_path / "nothing")]) == 2
     assert main(["train", "--diagnostics-every", "0", "--out", str(tmp_path / "b")]) == 2
     assert "--diagnostics-every must be" in capsys.readouterr().err
+
+
+def test_tensorboard_event_files_read_back_across_resume(tmp_path):
+    pytest.importorskip("tensorboardX")
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    run, logs = tmp_path / "run", tmp_path / "tb"
+    assert main(["train", "--dataset", "mnist-sample", "--epochs", "1", "--tensorboard",
+                 str(logs), "--out", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+
+    def read(name):
+        events = accumulator.EventAccumulator(str(logs / "run" / name),
+                                              size_guidance={"histograms": 0})
+        events.Reload()
+        return events
+
+    train, validation = read("train"), read("validation")
+    history = json.loads((run / "history.json").read_text())
+    assert [e.step for e in train.Scalars("epoch_loss")] == [1, 2]
+    assert [e.value for e in train.Scalars("epoch_loss")] == pytest.approx(history["loss"])
+    assert [e.value for e in validation.Scalars("epoch_accuracy")] == \
+        pytest.approx(history["val_accuracy"])
+    assert "W1" in train.Tags()["histograms"]
+    assert [e.step for e in train.Histograms("W1")] == [1, 2]
+
+
+def test_diagnostics_continue_across_resume(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist-sample", "--epochs", "1", "--diagnostics",
+                 "--out", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 0
+    summary_, arrays = load(run)
+    assert [p["epoch"] for p in summary_["points"]] == [0, 1, 2, 3]
+    assert arrays["hist/activation/Relu1"].shape[0] == 4

@@ -95,6 +95,9 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
              "batch into diagnostics.json/.npz (see docs/diagnostics.md)")
     arg("--diagnostics-every", type=int, default=1, metavar="N",
         help="with --diagnostics: a diagnostics point every N epochs (default 1)")
+    arg("--tensorboard", metavar="DIR",
+        help="also write TensorBoard event files to DIR/<run>/{train,validation} (needs "
+             "tensorboardX: pip install 'groundup[tensorboard]')")
     arg("--seed", type=int, default=0)
     arg("--config", metavar="TOML", help="read settings from a TOML file (keys as the flags, "
                                          "e.g. batch_size = 50); flags given override it")
@@ -325,7 +328,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 def _absolute_paths(settings: dict[str, Any]) -> dict[str, Any]:
     """Data file paths made absolute, so ``evaluate`` and ``--resume`` work from anywhere."""
     out = dict(settings)
-    for key in ("dataset", "test_data", "data_dir"):
+    for key in ("dataset", "test_data", "data_dir", "tensorboard"):
         value = out.get(key)
         if isinstance(value, str) and (key != "dataset" or value.endswith((".npz", ".csv"))):
             out[key] = str(Path(value).expanduser().resolve())
@@ -436,6 +439,10 @@ def run(args: argparse.Namespace) -> int:
 
         callbacks.append(Diagnostics(x_train, t_train, run_dir, seed=args.seed,
                                      every=getattr(args, "diagnostics_every", 1)))
+    if getattr(args, "tensorboard", None):
+        from groundup.tensorboard import TensorBoard
+
+        callbacks.append(TensorBoard(args.tensorboard, run_dir.name))
     config = {
         "command": "train", "argv": list(getattr(args, "argv", None) or sys.argv[1:]),
         **settings_of(args), "resume": None,
