@@ -23,6 +23,9 @@ COMMAND_MODULES = (
     "groundup.cli.experiment_cmd",
     "groundup.cli.search_cmd",
     "groundup.cli.data_cmd",
+    "groundup.cli.summary_cmd",
+    "groundup.cli.report_cmd",
+    "groundup.cli.serve_cmd",
 )
 
 

@@ -40,7 +40,8 @@ MONITORS = ("val_loss", "val_accuracy", "loss", "train_accuracy")
 RESUMABLE = ("epochs", "resume", "config", "out", "overwrite")
 # What a training run writes: what --overwrite may replace.
 OUTPUTS = ("config.json", "history.json", "history.csv", "model.npz", "figures", "checkpoint",
-           ".checkpoint-old")
+           ".checkpoint-old", "diagnostics.json", "diagnostics.npz", "evaluation.json",
+           "evaluation.npz", "report.html")
 
 
 def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -91,6 +92,14 @@ def _add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     arg("--no-fast", dest="fast", action="store_false", default=True,
         help="train on the reference layers and optimizers instead of the fast engine "
              "(same formulas, slower; see docs/speed.md)")
+    arg("--diagnostics", action="store_true", default=False,
+        help="record per-layer activations, gradients and update ratios on a fixed probe "
+             "batch into diagnostics.json/.npz (see docs/diagnostics.md)")
+    arg("--diagnostics-every", type=int, default=1, metavar="N",
+        help="with --diagnostics: a diagnostics point every N epochs (default 1)")
+    arg("--tensorboard", metavar="DIR",
+        help="also write TensorBoard event files to DIR/<run>/{train,validation} (needs "
+             "tensorboardX: pip install 'groundup[tensorboard]')")
     arg("--seed", type=int, default=0)
     arg("--config", metavar="TOML", help="read settings from a TOML file (keys as the flags, "
                                          "e.g. batch_size = 50); flags given override it")
@@ -297,6 +306,8 @@ def validate(args: argparse.Namespace) -> None:
     check_number("train", "--test-fraction", getattr(args, "test_fraction", 0.0), low=0, high=1,
                  high_open=True)
     check_number("train", "--seed", args.seed, integer=True)
+    check_number("train", "--diagnostics-every", getattr(args, "diagnostics_every", 1), low=1,
+                 integer=True)
     if args.lr is not None:
         check_number("train", "--lr", args.lr, low=0, low_open=True)
     if args.early_stopping is not None:
@@ -322,7 +333,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 def _absolute_paths(settings: dict[str, Any]) -> dict[str, Any]:
     """Data file paths made absolute, so ``evaluate`` and ``--resume`` work from anywhere."""
     out = dict(settings)
-    for key in ("dataset", "test_data", "data_dir"):
+    for key in ("dataset", "test_data", "data_dir", "tensorboard"):
         value = out.get(key)
         if isinstance(value, str) and (key != "dataset" or value.endswith((".npz", ".csv"))):
             out[key] = str(Path(value).expanduser().resolve())
@@ -433,6 +444,15 @@ def run(args: argparse.Namespace) -> int:
     optimizer = build_optimizer(args)
     callbacks = build_callbacks(args, optimizer)
     run_dir = _run_directory(args, saved is not None)
+    if getattr(args, "diagnostics", False):
+        from groundup.diagnostics import Diagnostics
+
+        callbacks.append(Diagnostics(x_train, t_train, run_dir, seed=args.seed,
+                                     every=getattr(args, "diagnostics_every", 1)))
+    if getattr(args, "tensorboard", None):
+        from groundup.tensorboard import TensorBoard
+
+        callbacks.append(TensorBoard(args.tensorboard, run_dir.name))
     config = {
         "command": "train", "argv": list(getattr(args, "argv", None) or sys.argv[1:]),
         **settings_of(args), "resume": None,
@@ -508,6 +528,10 @@ def _train(args: argparse.Namespace, trainer: Trainer, run_dir: Path, started: f
     final = trainer.evaluate(x_test, t_test)
     restored = [cb.restored_epoch for cb in trainer.callbacks
                 if isinstance(cb, EarlyStopping) and cb.restored_epoch is not None]
+    from groundup.report.evaluation import write_evaluation
+
+    write_evaluation(run_dir, trainer.predict(x_test), x_test, t_test,
+                     restored_epoch=restored[0] + 1 if restored else None)
     note = f"; restored the weights of epoch {restored[0] + 1}" if restored else ""
     print(f"test accuracy {final['accuracy']:.4f}, test loss {final['loss']:.4f} "
           f"({time.time() - started:.1f} s){note}; run directory: {run_dir}")
