@@ -160,7 +160,7 @@ def test_hints_non_finite_and_exploding_gradient_rules():
 def test_summary_counts_shapes_and_regularizers():
     net = Sequential((784,), rng=0)
     net.add("dense", units=50, regularizer=L2(0.01)).add("batchnorm").add("relu")
-    net.add("dropout", ratio=0.5).add("dense", units=10)
+    net.add("dropout", dropout_ratio=0.5).add("dense", units=10)
     text = summary(net)
     table = rows(net)
     assert [r["output_shape"] for r in table][:2] == [(None, 50), (None, 50)]
@@ -219,3 +219,12 @@ def test_diagnostics_continue_across_resume(tmp_path):
     summary_, arrays = load(run)
     assert [p["epoch"] for p in summary_["points"]] == [0, 1, 2, 3]
     assert arrays["hist/activation/Relu1"].shape[0] == 4
+
+
+def test_sequential_summary_is_the_summary_table():
+    from groundup.models import MultiLayerNetExtend
+    from groundup.summary import summary
+
+    model = MultiLayerNetExtend(784, [20], 10, use_batchnorm=True, rng=0)
+    assert model.summary() == summary(model)
+    assert "Total params:" in model.summary()

@@ -283,6 +283,13 @@ class Sequential:
         labels = check_labels(type(self).__name__, t, y.shape[0], y.shape[1])
         return float(np.mean(y.argmax(axis=1) == labels)) if len(labels) else 0.0
 
+    def summary(self) -> str:
+        """A Keras-style table: layers, output shapes, parameter counts, regularizers, dtype
+        (:func:`groundup.summary.summary`)."""
+        from groundup.summary import summary
+
+        return summary(self)
+
     def get_config(self) -> dict[str, Any]:
         """Everything needed to rebuild the architecture (arrays excluded)."""
         return {"class": "Sequential", "args": {
