@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from typing import Any
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -39,6 +42,15 @@ def load(dataset: str, *, flatten: bool = True) -> tuple[tuple, tuple, dict[str,
     check_choice("experiment", "dataset", dataset, DATASETS)
     train, test, summary = _load(dataset, flatten)
     return train, test, dict(summary)
+
+
+def used(data: dict[str, Any], n_train: int, n_test: int | None = None) -> dict[str, Any]:
+    """``data`` plus how many training (and test) images the run actually used, which the
+    figure titles report (``n_train``/``n_test`` are the sizes of the whole data set)."""
+    data = {**data, "n_train_used": int(n_train)}
+    if n_test is not None:
+        data["n_test_used"] = int(n_test)
+    return data
 
 
 def head(x: np.ndarray, t: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +159,13 @@ def loss_and_accuracy(rows: dict[str, dict[str, Any]]) -> dict[str, float | None
     return out
 
 
+def loss_top(series: dict[str, list[float]], cap: float = 2.5) -> float:
+    """A y-axis top that shows every smoothed curve from its start (the book cuts at 1,
+    which hides where short runs still are), at most ``cap`` (a diverging arm)."""
+    finite = [v for y in series.values() for v in y if v is not None and math.isfinite(v)]
+    return min(cap, 1.05 * max(finite)) if finite else cap
+
+
 def loss_figure(series: dict[str, list[float]], labels: dict[str, str], markers: list[str],
                 ylim: float, title: str, path: Any) -> Any:
     """The book's smoothed-loss comparison: one marked line per series, saved to ``path``."""
@@ -154,7 +173,8 @@ def loss_figure(series: dict[str, list[float]], labels: dict[str, str], markers:
 
     fig, ax = pyplot().subplots(figsize=(7, 4.5))
     for marker, (key, y) in zip(markers, series.items(), strict=True):
-        ax.plot(np.arange(len(y)), y, marker=marker, markevery=100, label=labels[key])
+        ax.plot(np.arange(len(y)), y, marker=marker, markevery=max(len(y) // 20, 1),
+                label=labels[key])
     ax.set_xlabel("iterations")
     ax.set_ylabel("loss (smoothed)")
     ax.set_ylim(0, ylim)
@@ -163,18 +183,91 @@ def loss_figure(series: dict[str, list[float]], labels: dict[str, str], markers:
     return save_figure(fig, path)
 
 
+def _part(used: int | None, total: int, kind: str) -> str:
+    if used is None or used == total:
+        return f"{total:,} {kind}"
+    return f"{used:,} of {total:,} {kind}"
+
+
 def data_title(data: dict[str, Any]) -> str:
-    return f"{data['name']} ({data['n_train']:,} train / {data['n_test']:,} test)"
+    """``mnist-sample (300 of 5,000 train / 1,000 of 10,000 test)``: the images the run
+    used out of the data set's (the test part only when the run used a test set)."""
+    parts = [_part(data.get("n_train_used"), data["n_train"], "train")]
+    if "n_test_used" in data:
+        parts.append(_part(data["n_test_used"], data["n_test"], "test"))
+    return f"{data['name']} ({' / '.join(parts)})"
+
+
+def net_name(n_in: int, hidden: Any, n_out: int) -> str:
+    """``784-100x6-10`` (equal hidden layers as one ``size x count``), as the titles say."""
+    hidden = list(hidden)
+    if hidden and all(h == hidden[0] for h in hidden) and len(hidden) > 1:
+        middle = [f"{hidden[0]}x{len(hidden)}"]
+    else:
+        middle = [str(h) for h in hidden]
+    return "-".join([str(n_in), *middle, str(n_out)])
+
+
+class _Progress:
+    """Where ``progress`` lines go while the runner runs one seed (None: nowhere)."""
+
+    stream: TextIO | None = None
+    prefix = ""
+    last = 0.0
+
+
+@contextlib.contextmanager
+def progress_to(stream: TextIO | None, prefix: str) -> Iterator[None]:
+    """Send ``progress`` lines to ``stream``, each starting with ``prefix``, inside the block."""
+    saved = (_Progress.stream, _Progress.prefix, _Progress.last)
+    _Progress.stream, _Progress.prefix, _Progress.last = stream, prefix, 0.0
+    try:
+        yield
+    finally:
+        _Progress.stream, _Progress.prefix, _Progress.last = saved
+
+
+def progress(message: str, *, every: float = 0.0) -> None:
+    """One short line on the runner's log stream. ``every`` > 0 (a per-epoch or per-step
+    line) drops the line when the previous one was printed less than ``every`` seconds ago,
+    so that a fast loop prints a line a second rather than thousands."""
+    stream = _Progress.stream
+    if stream is None:
+        return
+    now = time.monotonic()
+    if every > 0 and now - _Progress.last < every:
+        return
+    _Progress.last = now
+    print(f"{_Progress.prefix}{message}", file=stream, flush=True)
+
+
+def epoch_progress(label: str) -> Any:
+    """A ``Trainer`` callback that reports ``label: epoch k/N, loss …`` (the first and the
+    last epoch, and at most one a second between them)."""
+    from groundup.callbacks import Callback
+
+    class EpochProgress(Callback):
+        def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+            ends = epoch == 0 or epoch + 1 == trainer.epochs
+            progress(f"{label}epoch {epoch + 1}/{trainer.epochs}, loss {logs['loss']:.4f}",
+                     every=0.0 if ends else 1.0)
+
+    return EpochProgress()
 
 
 def compare_loop(nets: dict[str, tuple[Any, Any]], x: np.ndarray, t: np.ndarray, *, iters: int,
-                 batch_size: int, rng: np.random.Generator) -> dict[str, list[float]]:
+                 batch_size: int, rng: np.random.Generator,
+                 label: str | None = None) -> dict[str, list[float]]:
     """The book's comparison loop: every step draws one batch with replacement and every
     network takes one step on that same batch. Returns the per-step losses per network; a
-    network whose loss stops being finite stops training (its remaining losses are None)."""
+    network whose loss stops being finite stops training (its remaining losses are None).
+    With a ``label`` (e.g. ``""``), progress lines report the iteration."""
     losses: dict[str, list[float | None]] = {key: [] for key in nets}
     alive = dict.fromkeys(nets, True)
-    for _ in range(iters):
+    for step in range(iters):
+        if label is not None:
+            progress(f"{label}iteration {step + 1}/{iters}",
+                     every=0.0 if step in (0, iters - 1) else 1.0)
         mask = rng.choice(len(x), batch_size)
         xb, tb = x[mask], t[mask]
         for key, (model, optimizer) in nets.items():

@@ -26,7 +26,7 @@ import numpy as np
 
 from groundup import __version__, _files
 from groundup._checks import check_number, suggest, value_error
-from groundup.experiments._common import jsonable
+from groundup.experiments._common import jsonable, progress, progress_to
 from groundup.io import write_text_atomic
 
 _TRUE = ("1", "true", "yes", "on")
@@ -100,16 +100,24 @@ def build_config(name: str, *, seed: int | None = None, dataset: str | None = No
     return dataclasses.replace(defaults, **values)
 
 
-def _run_one(name: str, config: Any) -> tuple[dict[str, Any], dict[str, float], float]:
+def _run_one(name: str, config: Any, log: Any = None) -> tuple[dict[str, Any],
+                                                               dict[str, float], float]:
+    """One seed. ``log``: the progress stream, or in a worker process a bool (True: its
+    own stderr, which is the parent's terminal)."""
     from groundup import experiments
 
     module = experiments.get(name)
+    stream = (sys.stderr if log else None) if isinstance(log, bool) else log
     started = time.perf_counter()
     # diverging arms (std 1 without batch norm, a large lr) are part of the findings
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    with (np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+          progress_to(stream, f"  seed {config.seed}: ")):
+        progress("started")
         results = jsonable(module.run(config))
         metrics = jsonable(module.metrics(results))
-    return results, metrics, time.perf_counter() - started
+        wall = time.perf_counter() - started
+        progress(f"done in {wall:.1f} s")
+    return results, metrics, wall
 
 
 def _spread(values: list[float | None]) -> dict[str, Any]:
@@ -157,15 +165,17 @@ def _write_json(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(jsonable(payload), indent=1, allow_nan=False) + "\n")
 
 
-def _map_seeds(name: str, configs: list[Any], workers: int) -> list[tuple]:
+def _map_seeds(name: str, configs: list[Any], workers: int, log: Any) -> list[tuple]:
     if workers <= 1 or len(configs) == 1:
-        return [_run_one(name, c) for c in configs]
+        return [_run_one(name, c, log) for c in configs]
     from groundup.search.pool import blas_threads_env
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with (blas_threads_env(threads),
           ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool):
-        return list(pool.map(_run_one, [name] * len(configs), configs))
+        # a stream cannot cross into a worker: it reports on its own stderr, or not at all
+        return list(pool.map(_run_one, [name] * len(configs), configs,
+                             [log is not None] * len(configs)))
 
 
 # What an experiment run writes: what --overwrite may replace.
@@ -191,7 +201,9 @@ def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | N
         sets: ``key=value`` overrides of config fields.
         workers: processes for the seeds (default min(seeds, cores)).
         figures: draw ``figures/*.png`` (needs matplotlib).
-        log: where progress lines go (None: nowhere).
+        log: where progress lines go, one per seed, variant and epoch (at most about one
+            a second per seed); None: nowhere. Seeds run in worker processes report on
+            their own stderr.
         overwrite: replace an earlier experiment run in ``out`` (else ``out`` must be new
             or empty).
     """
@@ -221,7 +233,7 @@ def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | N
         print(f"experiment {name}: {'quick, ' if quick else ''}seed{'s' if seeds > 1 else ''} "
               f"{', '.join(map(str, seed_list))} -> {run_dir}", file=log)
     started = time.perf_counter()
-    outputs = _map_seeds(name, configs, workers)
+    outputs = _map_seeds(name, configs, workers, log)
     wall = time.perf_counter() - started
     first = outputs[0][0]
     payload: dict[str, Any] = {"experiment": name, "quick": quick, "seeds": seed_list}

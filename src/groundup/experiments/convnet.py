@@ -23,11 +23,13 @@ DESCRIPTION = "ch7: SimpleConvNet, Adam lr 0.001, 20 epochs; accuracy and filter
 @dataclass(frozen=True)
 class Config:
     """Book: filter_num 30, filter_size 5, pad 0, stride 1, hidden 100, weight_init_std
-    0.01, Adam lr 0.001, 20 epochs, batch 100, evaluate_sample_num_per_epoch 1000."""
+    0.01, Adam lr 0.001, 20 epochs, batch 100, evaluate_sample_num_per_epoch 1000.
+    ``train_size``/``test_size``: the first images of each set (0: all of them)."""
 
     seed: int = 0
     dataset: str = "mnist"
     train_size: int = 0
+    test_size: int = 0
     filter_num: int = 30
     filter_size: int = 5
     pad: int = 0
@@ -44,6 +46,7 @@ class Config:
         owner = NAME
         c.check_shared(owner, self)
         c.check_int(owner, "train_size", self.train_size, low=0)
+        c.check_int(owner, "test_size", self.test_size, low=0)
         for name in ("filter_num", "filter_size", "stride", "hidden_size", "epochs",
                      "batch_size", "eval_sample_num"):
             c.check_int(owner, name, getattr(self, name))
@@ -52,20 +55,24 @@ class Config:
         c.check_choice(owner, "optimizer", self.optimizer, optimizers.names())
 
 
-QUICK: dict[str, Any] = {"train_size": 200, "epochs": 2, "eval_sample_num": 200,
-                         "filter_num": 8, "hidden_size": 20}
+# the book's net, 4 epochs on 2,000 images (≈ 0.85 test accuracy), tested on the first 1,000
+QUICK: dict[str, Any] = {"train_size": 2000, "test_size": 1000, "epochs": 4,
+                         "eval_sample_num": 500}
 
 
 def run(config: Config) -> dict[str, Any]:
     rng = make_rng(config.seed)
     (x_train, t_train), (x_test, t_test), data = c.load(config.dataset, flatten=False)
     x_train, t_train = c.head(x_train, t_train, config.train_size)
+    x_test, t_test = c.head(x_test, t_test, config.test_size)
+    data = c.used(data, len(x_train), len(x_test))
     conv = {"filter_num": config.filter_num, "filter_size": config.filter_size,
             "pad": config.pad, "stride": config.stride}
     model = SimpleConvNet(x_train.shape[1:], conv, config.hidden_size, int(t_train.max()) + 1,
                           config.weight_init_std, rng=rng)
     before = model.params["W1"].copy()
-    trainer = Trainer(model, optimizers.get(config.optimizer, lr=config.lr), rng=rng)
+    trainer = Trainer(model, optimizers.get(config.optimizer, lr=config.lr), rng=rng,
+                      callbacks=[c.epoch_progress("")])
     history = trainer.fit(x_train, t_train, epochs=config.epochs, batch_size=config.batch_size,
                           test=(x_test, t_test), sampling="replacement",
                           eval_sample_num=config.eval_sample_num).to_dict()

@@ -73,7 +73,8 @@ def run(config: Config) -> dict[str, Any]:
         per_param[name]["gradient_check_max_relative_error"] = float(error)
         per_param[name]["gradient_check_coordinates"] = size if coords is None \
             else min(size, coords)
-    return {"data": data, "params": per_param}
+    return {"data": c.used(data, len(x)), "hidden_size": config.hidden_size,
+            "params": per_param}
 
 
 def metrics(results: dict[str, Any]) -> dict[str, float]:
@@ -117,7 +118,10 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_ylabel("difference (log scale)")
     ax.set_ylim(top=1e-2)
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("backprop vs numerical gradient, TwoLayerNet (ReLU), float64, "
-                 f"{results['data']['name']}", fontsize=9)
+    data = results["data"]
+    images = f", {data['n_train_used']} training images" if "n_train_used" in data else ""
+    hidden = f"{results['hidden_size']}, " if "hidden_size" in results else ""
+    ax.set_title(f"backprop vs numerical gradient, TwoLayerNet (hidden {hidden}ReLU), float64, "
+                 f"{data['name']}{images}", fontsize=9)
     fig.tight_layout()
     return [save_figure(fig, out_dir / "gradient_check.png")]

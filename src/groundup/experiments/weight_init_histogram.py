@@ -145,7 +145,11 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
 
     plt = pyplot()
     cases = results["cases"]
-    cols = len(next(iter(cases.values()))["layers"])
+    first = next(iter(cases.values()))
+    cols = len(first["layers"])
+    values = int(sum(first["layers"][0]["counts"]))  # samples × units per layer
+    # the book cuts at 7,000 of its 1,000 × 100 values; the same share of ours
+    cut = 7000 * values / 100_000
     fig, axes = plt.subplots(len(cases), cols, figsize=(2.3 * cols, 1.9 * len(cases)),
                              squeeze=False)
     for r, (case, row) in enumerate(cases.items()):
@@ -157,7 +161,7 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge")
             ax.set_xlim(low, high)
             if row["activation"] == "relu":
-                ax.set_ylim(0, 7000)  # the book's cut: the tall zero bin would hide the rest
+                ax.set_ylim(0, cut)  # the book's cut: the tall zero bin would hide the rest
             ax.tick_params(labelsize=6)
             if r == 0:
                 ax.set_title(f"{k + 1}-layer", fontsize=8)
@@ -165,7 +169,8 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
                 ax.set_yticks([])
         axes[r, 0].set_ylabel(f"{case}\nstd={row['std']:.3g}", fontsize=8)
     sym = results["symmetry"]
-    fig.suptitle("activations per layer (relu rows cut at 7,000 like the book); symmetry: "
+    fig.suptitle(f"activations per layer, {values:,} values each (relu rows cut at "
+                 f"{cut:,.0f}, the book's share); symmetry: "
                  f"constant init max unit difference {sym['constant']['max_unit_difference']:.1e}"
                  f" vs He {sym['he']['max_unit_difference']:.2f}", fontsize=9)
     fig.tight_layout()

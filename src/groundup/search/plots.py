@@ -50,6 +50,8 @@ def plot_best_n(result: SearchResult, path: str | os.PathLike, n: int = 20,
     axes.flat[0].legend(loc="lower right", fontsize=6)
     fig.suptitle(f"Best-{len(ranked)} trials: validation (solid) and training (dashed) "
                  "accuracy per epoch", fontsize=9)
+    # keep a band of 0.35 inches at the top for the overall title, above the panel titles
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return save_figure(fig, path)
 
 
