@@ -43,7 +43,10 @@ TITLES = {"a": "(a) TwoLayerNet 784-50-10, SGD",
           "c": "(c) SimpleConvNet 30x5x5, pool 2, 100 hidden, Adam"}
 STEPS = {"a": 400, "b": 60, "c": 8}  # per round, so that each side runs ~0.1-0.3 s per round
 _MARK = "GROUNDUP_SPEED_PROTOCOL"
-SIDES = ("groundup", "reference", "torch", "torch-foreach", "torch-fused", "roofline")
+# groundup: the fast engine with numba when installed; groundup-numpy: the same without
+# numba (GROUNDUP_NUMBA=0 in its worker), so numba's gain is measured in the same run
+SIDES = ("groundup", "groundup-numpy", "reference", "torch", "torch-foreach", "torch-fused",
+         "roofline")
 
 
 def protocol_env(threads: int) -> dict[str, str]:
@@ -326,6 +329,8 @@ def worker(side: str, threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
+    if side == "groundup-numpy":
+        os.environ["GROUNDUP_NUMBA"] = "0"
     is_torch = side.startswith("torch")
     if is_torch:
         import torch
@@ -343,7 +348,10 @@ def worker(side: str, threads: int) -> None:
             if is_torch:
                 reply = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
             else:
-                reply = f"numpy {np.__version__}; BLAS: {blas_info()}"
+                from groundup.fast import _numba
+
+                kernels = "on" if _numba.kernels() is not None else "off"
+                reply = f"numpy {np.__version__}; BLAS: {blas_info()}; numba kernels {kernels}"
         elif words[0] == "setup":
             kind = words[1]
             x, _ = data(kind, INFER_BATCH, seed=99)
@@ -415,6 +423,7 @@ def main() -> None:
     print(f"cpu: {cpu_model()}, {os.cpu_count()} logical cores; python "
           f"{platform.python_version()}; {workers['groundup'].ask('info')}; "
           f"{workers['torch'].ask('info')}")
+    print(f"groundup-numpy side: {workers['groundup-numpy'].ask('info')}")
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')!r} "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')!r}; threads={args.threads} "
           "per side; each side in its own worker process, one running at a time")

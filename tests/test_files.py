@@ -278,3 +278,10 @@ def test_a_user_error_prints_no_library_warning_beside_it(tmp_path, capsys):
     path.write_text("label,p1,p2\n")
     assert main(["train", "--dataset", str(path), "--out", str(tmp_path / "r")]) == 2
     _one_error_line(capsys, "only_header.csv")
+
+
+def test_a_bomb_in_a_users_npz_data_set_is_refused_before_reading(tmp_path, capsys):
+    data = tmp_path / "mine.npz"
+    _npz_claiming(data, (2 ** 40,))
+    assert main(["train", "--dataset", str(data), "--out", str(tmp_path / "r")]) == 2
+    _one_error_line(capsys, "mine.npz")

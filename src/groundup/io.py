@@ -51,6 +51,8 @@ def npz_headers(path: str | os.PathLike, owner: str = "load") -> dict[str, tuple
     bytes the member holds, and all members together may not expand more than
     ``MAX_EXPANSION`` times the file: a file that claims more is refused in one line (a
     "zip bomb" or a corrupt header), instead of ``np.load`` allocating what it claims.
+    Object arrays (pickled Python objects) are reported with their dtype and never read;
+    every caller refuses them.
     """
     path = Path(path)
     headers: dict[str, tuple] = {}
@@ -68,9 +70,9 @@ def npz_headers(path: str | os.PathLike, owner: str = "load") -> dict[str, tuple
                     else:
                         raise ValueError(f"unsupported .npy version {version}")
                     start = fh.tell()
-                if dtype.hasobject:
-                    raise value_error(owner, "file", "free of pickled objects", str(path),
-                                      "the file holds Python objects and was not loaded.")
+                if dtype.hasobject:  # pickled objects: no size to check; never loaded
+                    headers[name] = (tuple(int(d) for d in shape), dtype)
+                    continue
                 claimed = start + math.prod(int(d) for d in shape) * dtype.itemsize
                 if claimed != info.file_size:
                     raise value_error(owner, f"array {name!r}", "as large as its header "
@@ -105,7 +107,9 @@ def read_npz(path: str | os.PathLike, expected_format: str,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load: no such file: {path}")
-    npz_headers(path)
+    if any(dtype.hasobject for _, dtype in npz_headers(path).values()):
+        raise value_error("load", "file", "free of pickled objects", str(path),
+                          "the file holds Python objects and was not loaded.")
     try:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

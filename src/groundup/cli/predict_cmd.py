@@ -99,7 +99,8 @@ def read_inputs(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
                               f"{input_shape}", str(path), "images are read as 28 × 28.")
         x = read_image(path)[None]
     elif path.suffix.lower() == ".npz":
-        npz_headers(path, owner="predict")  # sizes checked before anything is allocated
+        if any(d.hasobject for _, d in npz_headers(path, owner="predict").values()):
+            raise value_error("predict", "INPUT", "an .npz without pickled objects", str(path))
         try:
             with np.load(path, allow_pickle=False) as data:
                 names = list(data.files)

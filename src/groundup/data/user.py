@@ -33,6 +33,7 @@ from groundup.data.loaders import (
 )
 from groundup.data.registry import SAMPLE_NAME
 from groundup.data.transforms import format_images, format_labels
+from groundup.io import npz_headers
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -40,6 +41,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise value_error("load_npz", "path", "a readable .npz file", str(path),
                           "the file is not a zip archive (numpy.savez writes one).")
+    headers = npz_headers(path, owner="load_npz")  # sizes checked before anything is read
+    if any(dtype.hasobject for _, dtype in headers.values()):
+        raise value_error("load_npz", f"the arrays of {path}", "numeric arrays (no Python "
+                          "objects)", "=an object array", "groundup never unpickles data; "
+                          "save plain numeric arrays with numpy.savez.")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
