@@ -1,8 +1,9 @@
 """Layers with forward and backward passes (book ch. 5-6).
 
-Contract (DESIGN §3): ``forward(x, train_flg=True)`` and ``backward(dout)``; a layer's
-trainable arrays are attributes named in ``param_names`` (``W``, ``b``, ``gamma``, ...)
-and backward leaves their gradients on the layer as ``dW``, ``db``, ``dgamma``, ...
+Contract (docs/design.md, "The contract"): ``forward(x, train_flg=True)`` and
+``backward(dout)``; a layer's trainable arrays are attributes named in ``param_names``
+(``W``, ``b``, ``gamma``, ...) and backward leaves their gradients on the layer as ``dW``,
+``db``, ``dgamma``, ...
 Models hold references to the same arrays, so they are updated in place, never rebound
 (``groundup.fast.compile`` moves them once into one buffer, rebinding layers and model).
 Loss layers take ``forward(x, t)`` and ``backward(dout=1)``.

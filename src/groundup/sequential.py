@@ -1,12 +1,12 @@
 """``Sequential``: a model built layer by layer, on the book's contract.
 
-``params``, ``gradient``, ``loss``, ``predict``, ``accuracy`` (DESIGN §3), built with a
+``params``, ``gradient``, ``loss``, ``predict``, ``accuracy`` (docs/design.md), built with a
 per-layer initializer and regularizer (what seed 002 does with ``addlayer``). Parameter
 names follow the book: ``W1``/``b1`` for the first Affine or Convolution, ``gamma1``/
 ``beta1`` for the first batch norm, and so on. ``predict`` and ``gradient`` are a loop over
 the layers; ``groundup.fast.compile`` computes the same faster.
 
-Two conventions share one implementation (DESIGN §9): ``convention="groundup"`` uses
+Two conventions share one implementation (docs/design.md): ``convention="groundup"`` uses
 inverted dropout and PyTorch's batch-norm defaults (eps 1e-5, running momentum 0.1 in
 PyTorch's sense, unbiased running variance); ``convention="book"`` uses scale-at-test
 dropout and the book's batch norm (eps 1e-6, momentum 0.9, biased running variance).

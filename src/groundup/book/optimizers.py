@@ -196,6 +196,11 @@ class Adam(_BookOptimizer):
 _REGISTRY = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
 
 
+def names() -> list[str]:
+    """The names :func:`get` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
 def get(name: str, **kwargs: Any) -> Optimizer:
     """The book Trainer's lookup: ``get("adam", lr=0.001)`` (case-insensitive).
 

@@ -60,7 +60,7 @@ def _registry(formulas: str) -> Any:
 
 
 def _names(formulas: str) -> list[str]:
-    return sorted(_registry(formulas)._REGISTRY)
+    return _registry(formulas).names()
 
 
 def f(x: Any, y: Any) -> Any:
