@@ -33,7 +33,7 @@ import numpy as np
 from groundup import _files
 from groundup._checks import check_number, value_error
 from groundup.callbacks import Callback
-from groundup.io import write_text_atomic
+from groundup.io import npz_headers, write_text_atomic
 
 __all__ = ["Diagnostics", "probe_indices", "probe_seed", "probe_pass", "load"]
 
@@ -387,6 +387,7 @@ def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
     npz = directory / "diagnostics.npz"
     if npz.is_file():
+        npz_headers(npz, owner="diagnostics")  # sizes checked before anything is read
         with np.load(npz, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     return summary, arrays

@@ -11,6 +11,7 @@ epoch appears twice.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,11 @@ class TensorBoard(Callback):
                                "'groundup[tensorboard]'") from exc
         start = int(getattr(trainer, "epoch", 0))
         purge = start + 1 if start else None  # steps are 1-based epochs
-        self.writers = {name: SummaryWriter(str(self.directory / name), purge_step=purge)
+        # event file names carry the time in whole seconds: a resume within the same second
+        # would otherwise reopen (and truncate) the first run's file
+        suffix = f".{time.time_ns()}"
+        self.writers = {name: SummaryWriter(str(self.directory / name), purge_step=purge,
+                                            filename_suffix=suffix)
                         for name in ("train", "validation")}
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
