@@ -185,7 +185,7 @@ OUTPUTS = ("config.json", "results.json", "timing.json", "figures")
 def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | None = None,
                    out: str | os.PathLike | None = None, quick: bool = False,
                    sets: list[str] | tuple[str, ...] = (), workers: int | None = None,
-                   figures: bool = True, log: Any = sys.stderr,
+                   figures: bool = True, log: Any = True,
                    overwrite: bool = False) -> dict[str, Any]:
     """Run experiment ``name`` for seeds ``seed, seed+1, …, seed+seeds-1``; write the run
     directory and return what ``results.json`` holds (plus ``out_dir`` and ``wall_s``).
@@ -202,12 +202,15 @@ def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | N
         workers: processes for the seeds (default min(seeds, cores)).
         figures: draw ``figures/*.png`` (needs matplotlib).
         log: where progress lines go, one per seed, variant and epoch (at most about one
-            a second per seed); None: nowhere. Seeds run in worker processes report on
-            their own stderr.
+            a second per seed); True (the default): ``sys.stderr`` as it is at the call;
+            None: nowhere. Seeds run in worker processes report on their own stderr.
         overwrite: replace an earlier experiment run in ``out`` (else ``out`` must be new
             or empty).
     """
     from groundup import experiments
+
+    if log is True:  # looked up now: a default bound at import would keep a stale stream
+        log = sys.stderr
 
     module = experiments.get(name)
     owner = f"experiment {name}"
