@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
 
 def load_run(run_dir: str) -> tuple[dict[str, Any], Path]:
     """``(config, run_dir)`` of a ``groundup train`` run directory."""
-    from groundup.cli.train_cmd import read_run_config
+    from groundup.cli.train_settings import read_run_config
 
     path = Path(run_dir)
     return read_run_config(path), path
