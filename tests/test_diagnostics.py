@@ -43,8 +43,9 @@ def test_diagnostics_validates_arguments(tmp_path):
         Diagnostics(x, t[:3], tmp_path)
 
 
-def _fit(model, x, t, directory, diagnostics, fast=True, epochs=2):
-    callbacks = [Diagnostics(x, t, directory, seed=0, probe_size=64)] if diagnostics else []
+def _fit(model, x, t, directory, diagnostics, fast=True, epochs=2, **options):
+    callbacks = [Diagnostics(x, t, directory, seed=0, probe_size=64, **options)] \
+        if diagnostics else []
     trainer = Trainer(model, Adam(lr=1e-3), callbacks=callbacks, rng=0, fast=fast)
     history = trainer.fit(x, t, epochs=epochs, batch_size=50, validation=(x[:100], t[:100]))
     arrays = {k: v.copy() for k, v in {**model.params, **model.state}.items()}
@@ -70,6 +71,37 @@ def test_diagnostics_change_no_training_result(mnist, tmp_path, kind, fast):
     for key in plain[1]:
         assert np.array_equal(plain[1][key], seen[1][key]), key
     assert (tmp_path / "b" / "diagnostics.json").is_file()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_diagnostics_every_steps_points_and_no_change(mnist, tmp_path, fast):
+    x, t = mnist[0][:400], mnist[1][:400]  # 8 steps of 50 an epoch
+
+    def model():
+        return MultiLayerNetExtend(784, [40, 40], 10, use_batchnorm=True, use_dropout=True,
+                                   dropout_ration=0.2, rng=0)
+
+    plain = _fit(model(), x, t, tmp_path / "a", False, fast, epochs=2)
+    seen = _fit(model(), x, t, tmp_path / "b", True, fast, epochs=2, every_steps=3)
+    assert plain[0] == seen[0]
+    for key in plain[1]:
+        assert np.array_equal(plain[1][key], seen[1][key]), key
+    points = load(tmp_path / "b")[0]["points"]
+    assert [p["step"] for p in points] == [0, 3, 6, 9, 12, 15]
+    assert [p["epoch"] for p in points] == [0, 0.375, 0.75, 1.125, 1.5, 1.875]
+    assert all(p["params"]["W1"]["update_ratio"] > 0 for p in points[1:])
+    assert points[3]["logs"] == {}  # mid-epoch: no epoch metrics yet
+
+
+def test_diagnostics_every_steps_on_the_command_line(tmp_path):
+    run = tmp_path / "run"
+    # the bundled sample's 5,000 digits (4,500 after the validation split), batch 100
+    assert main(["train", "--dataset", "mnist-sample", "--epochs", "1", "--diagnostics",
+                 "--diagnostics-every-steps", "15", "--out", str(run)]) == 0
+    steps = [p["step"] for p in load(run)[0]["points"]]
+    assert steps == [0, 15, 30, 45]
+    assert main(["train", "--dataset", "mnist-sample", "--diagnostics",
+                 "--diagnostics-every-steps", "0", "--out", str(tmp_path / "b")]) == 2
 
 
 def test_diagnostics_files_hold_every_measure(mnist, tmp_path):

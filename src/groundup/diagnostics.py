@@ -1,18 +1,21 @@
 """Seeing inside training: per-layer statistics on a fixed probe batch (docs/diagnostics.md).
 
-At the start of training and at the end of every ``every``-th epoch the :class:`Diagnostics`
-callback runs the model's reference layers on a probe batch — a stratified sample of the
-training data drawn with its own generator (``probe_seed(seed)``), never the training one:
+At the start of training and at the end of every ``every``-th epoch (or after every
+``every_steps``-th update) the :class:`Diagnostics` callback runs the model's reference
+layers on a probe batch — a stratified sample of the training data drawn with its own
+generator (``probe_seed(seed)``), never the training one:
 
-- activations (evaluation mode: dropout off, batch norm on its running statistics):
-  mean, std, a histogram over fixed bins, the share of zeros and of units dead on the
-  whole batch (ReLU), the share saturated (sigmoid < 0.01 or > 0.99, tanh |y| > 0.99);
-- gradients (batch norm on the probe's own statistics, as in a training step, dropout off):
-  ‖g‖ and a histogram of log10|g| per parameter; a histogram of each weight array;
-- update-to-weight ratios: ‖Δw‖/‖w‖ of the epoch's last update (``update_ratio``) and
-  since the previous diagnostics point (``change_ratio``);
-- the probe loss (at epoch 0 compared with ln(classes)); for conv nets the first layer's
-  filters and its feature maps for one probe image.
+- activations, as a training step sees them (batch norm on the probe's own statistics,
+  dropout off): mean, std, a histogram over fixed bins, the share of zeros and of units
+  dead on the whole batch (ReLU), the share saturated (sigmoid < 0.01 or > 0.99, tanh
+  |y| > 0.99);
+- gradients, from the backward pass of that same step: ‖g‖ and a histogram of log10|g|
+  per parameter; a histogram of each weight array;
+- update-to-weight ratios: ‖Δw‖/‖w‖ of the last update before the point
+  (``update_ratio``) and since the previous point (``change_ratio``);
+- the probe loss in evaluation mode (``loss``) and in that training step
+  (``train_mode_loss``, at the start compared with ln(classes)); for conv nets the first
+  layer's filters and its feature maps for one probe image.
 
 Nothing the training computes is changed: batch-norm running statistics and the model's
 generator state are saved before the pass and put back after it, so a run with diagnostics
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from groundup import _files
-from groundup._checks import check_number, value_error
+from groundup._checks import check_choice, check_number, value_error
 from groundup.callbacks import Callback
 from groundup.io import npz_headers, write_text_atomic
 
@@ -140,17 +143,19 @@ def _dropout_backward(layer: Any, dout: np.ndarray) -> np.ndarray:
     return dout if layer.inverted else dout * dout.dtype.type(1 - layer.dropout_ratio)
 
 
-def _gradients(model: Any, x: np.ndarray, t: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-    """(loss, {param: gradient}) by the reference layers, dropout off, BN on batch stats.
+def _gradients(model: Any, x: np.ndarray, t: np.ndarray
+               ) -> tuple[float, dict[str, Any], dict[str, np.ndarray]]:
+    """(loss, {layer: its output}, {param: gradient}) by the reference layers: the forward
+    and backward of a training step on the probe, with dropout off.
 
     The caller saves and restores the batch-norm running statistics, which a training-mode
     batch-norm forward moves.
     """
-    layers = list(model.layers.values())
-    out = x
-    for layer in layers:
+    layers, outputs, out = list(model.layers.values()), {}, x
+    for name, layer in model.layers.items():
         out = _eval_forward(layer, out) if type(layer).__name__ == "Dropout" \
             else layer.forward(out, True)
+        outputs[name] = np.array(out, copy=True)  # before a backward could touch it
     loss = float(model.last_layer.forward(out, t))
     dout = model.last_layer.backward(1)
     for layer in reversed(layers):
@@ -163,7 +168,7 @@ def _gradients(model: Any, x: np.ndarray, t: np.ndarray) -> tuple[float, dict[st
         grads[name] = np.array(getattr(layer, "d" + attr), dtype=np.float64)
     for name, reg in getattr(model, "regularizers", {}).items():
         reg.add_grad(model.params[name].astype(np.float64), grads[name])
-    return loss, grads
+    return loss, outputs, grads
 
 
 def _param_refs(model: Any) -> list[tuple[str, Any, str]]:
@@ -197,22 +202,27 @@ def _restore_state(model: Any, saved: tuple[list[tuple[Any, str, np.ndarray]], A
 def probe_pass(model: Any, x: np.ndarray, t: np.ndarray) -> dict[str, Any]:
     """Everything one diagnostics point measures, as ``{"layers", "params", "loss", ...}``.
 
-    ``layers[name]`` holds ``kind``, the statistics and ``values`` (the activations);
-    ``params[name]`` holds ``grad`` and ``weight`` arrays (float64 copies) and ``grad_norm``.
+    ``layers[name]`` holds ``kind``, the statistics and ``values`` (the activations, as
+    the training step sees them: batch norm on the probe's own statistics, dropout off);
+    ``params[name]`` holds ``grad`` and ``weight`` arrays (float64 copies) and ``grad_norm``;
+    ``loss`` is the evaluation-mode loss (batch norm on its running statistics), the one
+    ``predict`` would give.
     """
     x = np.asarray(x, dtype=model.dtype)
     saved = _saved_state(model)
     try:
         with np.errstate(all="ignore"):
-            layers, out = {}, x
-            for name, layer in model.layers.items():
+            out = x
+            for layer in model.layers.values():
                 out = _eval_forward(layer, out)
-                kind = type(layer).__name__
-                if kind not in SKIPPED_KINDS:
-                    layers[name] = {"kind": kind, "values": np.array(out, copy=True),
-                                    **_activation_stats(kind, out)}
             eval_loss = float(model.last_layer.forward(out, t))
-            train_loss, grads = _gradients(model, x, t)
+            train_loss, outputs, grads = _gradients(model, x, t)
+            layers = {}
+            for name, out in outputs.items():
+                kind = type(model.layers[name]).__name__
+                if kind not in SKIPPED_KINDS:
+                    layers[name] = {"kind": kind, "values": out,
+                                    **_activation_stats(kind, out)}
     finally:
         _restore_state(model, saved)
     params = {name: {"grad": grads[name], "weight": np.array(p, dtype=np.float64),
@@ -238,16 +248,26 @@ class Diagnostics(Callback):
         seed: the run's seed; the probe is drawn from ``probe_seed(seed)``.
         probe_size: examples in the probe batch (stratified by class).
         every: a diagnostics point after every ``every``-th epoch (and one before training).
+        every_steps: instead, a point after every ``every_steps``-th update (counted over
+            the whole run, like ``Trainer.global_step``).
+        unit: what a point's position is counted in, for charts and hints: ``"epoch"``
+            (``fit``) or ``"iteration"`` (a loop of single updates, as the experiments').
     """
 
     def __init__(self, x: np.ndarray, t: np.ndarray, directory: str | Path, *, seed: int = 0,
-                 probe_size: int = 256, every: int = 1) -> None:
+                 probe_size: int = 256, every: int = 1, every_steps: int | None = None,
+                 unit: str = "epoch") -> None:
         check_number("Diagnostics", "probe_size", probe_size, low=1, integer=True)
         check_number("Diagnostics", "every", every, low=1, integer=True)
+        if every_steps is not None:
+            check_number("Diagnostics", "every_steps", every_steps, low=1, integer=True)
+        check_choice("Diagnostics", "unit", unit, ("epoch", "iteration"))
         if len(x) != len(t):
             raise value_error("Diagnostics", "len(t)", f"len(x) = {len(x)}", len(t))
         self.directory = Path(directory)
         self.seed, self.probe_size, self.every = int(seed), int(probe_size), int(every)
+        self.every_steps = None if every_steps is None else int(every_steps)
+        self.unit = unit
         self.indices = probe_indices(t, probe_size, seed)
         self.x, self.t = x[self.indices], t[self.indices]
         self.points: list[dict[str, Any]] = []
@@ -259,20 +279,29 @@ class Diagnostics(Callback):
 
     # ---- hooks ------------------------------------------------------------------------
     def on_train_begin(self, trainer: Any) -> None:
-        start = int(getattr(trainer, "epoch", 0))
-        if start and self._load_existing(start):
+        done = int(trainer.global_step)
+        if done and self._load_existing(done):
             return
         self.points, self.hist, self.edges, self.images = [], {}, {}, {}
-        self.record(trainer.model, epoch=start, logs=None)
+        self.record(trainer.model, epoch=_epochs_done(trainer, done), logs=None, step=done)
 
     def on_batch_begin(self, trainer: Any, epoch: int, step: int) -> None:
-        if (epoch + 1) % self.every == 0 and step == trainer.steps_per_epoch - 1:
-            self._before_last = {k: np.array(v, dtype=np.float64)
-                                 for k, v in trainer.model.params.items()}
+        done = int(trainer.global_step)  # updates so far; this step makes the next one
+        if self.every_steps is None:
+            if (epoch + 1) % self.every == 0 and step == trainer.steps_per_epoch - 1:
+                self.remember(trainer.model)
+            return
+        if done % self.every_steps == 0 and done > self._last_step():
+            self.record(trainer.model, epoch=_epochs_done(trainer, done), logs=None, step=done)
+        if (done + 1) % self.every_steps == 0:
+            self.remember(trainer.model)
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
-        if (epoch + 1) % self.every == 0:
-            self.record(trainer.model, epoch=epoch + 1, logs=logs)
+        done = int(trainer.global_step)
+        due = (epoch + 1) % self.every == 0 if self.every_steps is None \
+            else done % self.every_steps == 0 and done > self._last_step()
+        if due:
+            self.record(trainer.model, epoch=epoch + 1, logs=logs, step=done)
 
     def on_train_end(self, trainer: Any) -> None:
         if getattr(trainer, "diverged", False) and self.points:
@@ -281,10 +310,24 @@ class Diagnostics(Callback):
             self.write()
 
     # ---- recording --------------------------------------------------------------------
-    def record(self, model: Any, *, epoch: int, logs: dict[str, float] | None) -> dict[str, Any]:
-        """Measure one point on the probe batch, append it and rewrite both files."""
+    def remember(self, model: Any) -> None:
+        """Keep the weights before the next update, for that update's ‖Δw‖/‖w‖."""
+        self._before_last = {k: np.array(v, dtype=np.float64) for k, v in model.params.items()}
+
+    def _last_step(self) -> int:
+        return self.points[-1].get("step", -1) if self.points else -1
+
+    def record(self, model: Any, *, epoch: float, logs: dict[str, float] | None,
+               step: int | None = None, write: bool = True) -> dict[str, Any]:
+        """Measure one point on the probe batch, append it and rewrite both files (unless
+        ``write`` is False: then :meth:`write` later).
+
+        ``epoch``: epochs done (a fraction between epoch ends); ``step``: updates done.
+        """
         measured = probe_pass(model, self.x, self.t)
-        point: dict[str, Any] = {"epoch": epoch, "loss": measured["loss"],
+        epoch = int(epoch) if float(epoch).is_integer() else round(float(epoch), 4)
+        point: dict[str, Any] = {"epoch": epoch, "step": step, "loss": measured["loss"],
+                                 "train_mode_loss": measured["train_mode_loss"],
                                  "logs": {k: _number(v) for k, v in (logs or {}).items()},
                                  "layers": {}, "params": {}}
         for name, layer in measured["layers"].items():
@@ -312,7 +355,8 @@ class Diagnostics(Callback):
         self._previous = {k: v["weight"] for k, v in measured["params"].items()}
         self._before_last = None
         self.points.append(point)
-        self.write()
+        if write:
+            self.write()
         return point
 
     def _conv_pictures(self, model: Any, measured: dict[str, Any]) -> None:
@@ -334,7 +378,8 @@ class Diagnostics(Callback):
         classes = int(self._classes())
         return {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "probe": {"size": int(len(self.indices)), "seed": probe_seed(self.seed),
-                          "every": self.every},
+                          "every": self.every, "every_steps": self.every_steps},
+                "unit": self.unit,
                 "classes": classes, "ln_classes": math.log(classes) if classes > 1 else None,
                 "saturation": SATURATION, "points": self.points}
 
@@ -352,18 +397,22 @@ class Diagnostics(Callback):
         write_text_atomic(self.directory / "diagnostics.json",
                           json.dumps(self.summary(), indent=1, allow_nan=False) + "\n")
 
-    def _load_existing(self, epoch: int) -> bool:
-        """Continue the files of a resumed run, dropping points after ``epoch``."""
+    def _load_existing(self, done: int) -> bool:
+        """Continue the files of a resumed run, dropping points after ``done`` updates."""
         try:
             summary, arrays = load(self.directory)
         except (FileNotFoundError, ValueError):
             return False
-        keep = [i for i, p in enumerate(summary["points"]) if p["epoch"] <= epoch]
+        keep = [i for i, p in enumerate(summary["points"]) if p.get("step", done + 1) <= done]
         self.points = [summary["points"][i] for i in keep]
         self.hist = {k[5:]: list(v[keep]) for k, v in arrays.items() if k.startswith("hist/")}
         self.edges = {k[6:]: v for k, v in arrays.items() if k.startswith("edges/")}
         self.images = {k[6:]: v for k, v in arrays.items() if k.startswith("image/")}
         return bool(self.points)
+
+
+def _epochs_done(trainer: Any, done: int) -> float:
+    return done / trainer.steps_per_epoch if trainer.steps_per_epoch else 0
 
 
 def _ratio(w: np.ndarray, before: np.ndarray) -> float | None:

@@ -19,7 +19,8 @@ __all__ = ["Hint", "RULES", "hints"]
 VANISHED_SHARE = 1e-2
 # A weight gradient whose norm relative to its weights is this far below the largest one's.
 GRADIENT_SPREAD = 1e-3
-EXPLODED_GROWTH = 1e3  # gradient norm grown this much since the first point
+EXPLODED_GROWTH = 1e3  # gradient norm grown this much since the first point,
+EXPLODED_SIZE = 1.0  # to above this share of the weights' norm
 LOSS_GROWTH = 5.0  # an epoch's mean training loss this many times the initial probe loss
 DEAD_SHARE = 0.4
 SATURATED_SHARE = 0.3
@@ -43,6 +44,13 @@ class Hint:
         return {**asdict(self), "line": self.line()}
 
 
+def when(summary: dict[str, Any], point: dict[str, Any]) -> str:
+    """Where a point is: ``epoch 3``, or ``iteration 400`` in a run counted in updates."""
+    if summary.get("unit") == "iteration":
+        return f"iteration {point.get('step')}"
+    return f"epoch {point['epoch']}"
+
+
 def _weights(point: dict[str, Any]) -> list[str]:
     """The weight arrays (W…) of a point, in layer order."""
     return [name for name in point["params"] if name.startswith("W")]
@@ -61,7 +69,7 @@ def vanishing(summary: dict[str, Any], history: dict[str, list]) -> Hint | None:
     if len(acts) >= 2 and acts[0][1]["std"] and acts[-1][1]["std"] is not None:
         share = acts[-1][1]["std"] / acts[0][1]["std"]
         if share < VANISHED_SHARE:
-            return Hint("vanishing", f"vanishing activations: at epoch 0 the std of "
+            return Hint("vanishing", f"vanishing activations: at the start the std of "
                         f"{acts[-1][0]} is {share:.1e} times that of {acts[0][0]}, so the "
                         "gradients vanish too; use He (ReLU) or Xavier (sigmoid, tanh) "
                         "initialization or batch norm", "6.2.2-6.2.3, 6.3")
@@ -74,7 +82,7 @@ def vanishing(summary: dict[str, Any], history: dict[str, list]) -> Hint | None:
         low = min(relative, key=relative.get)
         spread = relative[low] / max(relative.values())
         if spread < GRADIENT_SPREAD:
-            return Hint("vanishing", f"vanishing gradients: at epoch 0 ‖∇{low}‖/‖{low}‖ is "
+            return Hint("vanishing", f"vanishing gradients: at the start ‖∇{low}‖/‖{low}‖ is "
                         f"{spread:.1e} times the largest layer's; the early layers barely "
                         "learn", "6.2.2")
     return None
@@ -94,10 +102,13 @@ def exploding(summary: dict[str, Any], history: dict[str, list]) -> Hint | None:
                     "clipvalue on the optimizer)", "6.1")
     for name in _weights(last):
         now, before = last["params"][name]["grad_norm"], first["params"][name]["grad_norm"]
-        if now is None or (before and now / before > EXPLODED_GROWTH):
+        weight = last["params"][name].get("weight_norm")
+        # grown from a vanished start to a still small size is not an explosion
+        large = now is None or not weight or now > EXPLODED_SIZE * weight
+        if now is None or (before and now / before > EXPLODED_GROWTH and large):
             grown = "became non-finite" if now is None else f"grew {now / before:.0e}-fold"
-            return Hint("exploding", f"exploding gradients: ‖∇{name}‖ {grown} by epoch "
-                        f"{last['epoch']}; lower the lr or clip gradients (clipnorm / "
+            return Hint("exploding", f"exploding gradients: ‖∇{name}‖ {grown} by "
+                        f"{when(summary, last)}; lower the lr or clip gradients (clipnorm / "
                         "clipvalue on the optimizer)", "6.1, 6.3")
     return None
 
@@ -107,8 +118,8 @@ def dead_relus(summary: dict[str, Any], history: dict[str, list]) -> Hint | None
         for name, stats in _hidden(point, ("Relu",)):
             if stats.get("dead_fraction", 0) > DEAD_SHARE:
                 return Hint("dead_relu", f"dead ReLUs: {stats['dead_fraction']:.0%} of the "
-                            f"units of {name} output 0 for every probe example at epoch "
-                            f"{point['epoch']}; a smaller lr or He initialization keeps "
+                            f"units of {name} output 0 for every probe example at "
+                            f"{when(summary, point)}; a smaller lr or He initialization keeps "
                             "them alive", "6.2.3")
     return None
 
@@ -119,7 +130,7 @@ def saturated(summary: dict[str, Any], history: dict[str, list]) -> Hint | None:
             if stats.get("saturated_fraction", 0) > SATURATED_SHARE:
                 return Hint("saturated", f"saturated {stats['kind'].lower()}: "
                             f"{stats['saturated_fraction']:.0%} of {name}'s outputs are at "
-                            f"the flat ends at epoch {point['epoch']}, where the gradient is "
+                            f"the flat ends at {when(summary, point)}, where the gradient is "
                             "near 0; use Xavier initialization (std 1/√n) or batch norm",
                             "6.2.2")
     return None
@@ -136,7 +147,7 @@ def update_ratio(summary: dict[str, Any], history: dict[str, list]) -> Hint | No
         if median > UPDATE_HIGH or median < UPDATE_LOW:
             which = "large: lower" if median > UPDATE_HIGH else "small: raise"
             return Hint("update_ratio", f"update-to-weight ratio ‖Δw‖/‖w‖ is {median:.1e} "
-                        f"(median, epoch {point['epoch']}), far from ~1e-3; the lr is too "
+                        f"(median, {when(summary, point)}), far from ~1e-3; the lr is too "
                         f"{which} it", "6.1")
     return None
 
@@ -145,7 +156,8 @@ def initial_loss(summary: dict[str, Any], history: dict[str, list]) -> Hint | No
     points, ln_c = summary["points"], summary.get("ln_classes")
     if not points or not ln_c or points[0]["epoch"] != 0:
         return None
-    loss = points[0]["loss"]
+    # the loss of the first training step (batch norm on the batch's own statistics)
+    loss = points[0].get("train_mode_loss", points[0]["loss"])
     if loss is None or loss > ln_c * INITIAL_LOSS_FACTOR or loss < ln_c / INITIAL_LOSS_FACTOR:
         shown = "not finite" if loss is None else f"{loss:.3f}"
         return Hint("initial_loss", f"initial loss {shown} is far from ln({summary['classes']})"

@@ -240,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
         from groundup.diagnostics import Diagnostics
 
         callbacks.append(Diagnostics(x_train, t_train, run_dir, seed=args.seed,
-                                     every=getattr(args, "diagnostics_every", 1)))
+                                     every=getattr(args, "diagnostics_every", 1),
+                                     every_steps=getattr(args, "diagnostics_every_steps", None)))
     if getattr(args, "tensorboard", None):
         from groundup.tensorboard import TensorBoard
 

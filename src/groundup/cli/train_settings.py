@@ -82,6 +82,8 @@ def add_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
              "batch into diagnostics.json/.npz (see docs/diagnostics.md)")
     arg("--diagnostics-every", type=int, default=1, metavar="N",
         help="with --diagnostics: a diagnostics point every N epochs (default 1)")
+    arg("--diagnostics-every-steps", type=int, default=None, metavar="N",
+        help="with --diagnostics: a point every N updates instead (counted over the run)")
     arg("--tensorboard", metavar="DIR",
         help="also write TensorBoard event files to DIR/<run>/{train,validation} (needs "
              "tensorboardX: pip install 'groundup[tensorboard]')")
@@ -143,6 +145,9 @@ def validate(args: argparse.Namespace) -> None:
     check_number("train", "--seed", args.seed, integer=True)
     check_number("train", "--diagnostics-every", getattr(args, "diagnostics_every", 1), low=1,
                  integer=True)
+    if getattr(args, "diagnostics_every_steps", None) is not None:
+        check_number("train", "--diagnostics-every-steps", args.diagnostics_every_steps, low=1,
+                     integer=True)
     if args.lr is not None:
         check_number("train", "--lr", args.lr, low=0, low_open=True)
     if args.early_stopping is not None:

@@ -256,15 +256,18 @@ def epoch_progress(label: str) -> Any:
 
 
 def compare_loop(nets: dict[str, tuple[Any, Any]], x: np.ndarray, t: np.ndarray, *, iters: int,
-                 batch_size: int, rng: np.random.Generator,
-                 label: str | None = None) -> dict[str, list[float]]:
+                 batch_size: int, rng: np.random.Generator, label: str | None = None,
+                 watch: Any = None, first_step: int = 0) -> dict[str, list[float]]:
     """The book's comparison loop: every step draws one batch with replacement and every
     network takes one step on that same batch. Returns the per-step losses per network; a
     network whose loss stops being finite stops training (its remaining losses are None).
-    With a ``label`` (e.g. ``""``), progress lines report the iteration."""
+    With a ``label`` (e.g. ``""``), progress lines report the iteration. A ``watch``
+    (:class:`~groundup.experiments._diagnostics.Watch`) takes diagnostics points around the
+    updates, counted from ``first_step`` (the updates of earlier calls)."""
     losses: dict[str, list[float | None]] = {key: [] for key in nets}
     alive = dict.fromkeys(nets, True)
     for step in range(iters):
+        done = first_step + step
         if label is not None:
             progress(f"{label}iteration {step + 1}/{iters}",
                      every=0.0 if step in (0, iters - 1) else 1.0)
@@ -274,12 +277,18 @@ def compare_loop(nets: dict[str, tuple[Any, Any]], x: np.ndarray, t: np.ndarray,
             if not alive[key]:
                 losses[key].append(None)
                 continue
+            if watch is not None:
+                watch.start(model, key, done)
             grads = model.gradient(xb, tb)
             loss = float(model.last_loss)
             if not math.isfinite(loss):
                 alive[key] = False
                 losses[key].append(None)
+                if watch is not None:
+                    watch.stopped(key, done)
                 continue
             optimizer.update(model.params, grads)
             losses[key].append(loss)
+            if watch is not None:
+                watch.end(model, key, done + 1, loss)
     return losses

@@ -27,6 +27,7 @@ import numpy as np
 from groundup import __version__, _files
 from groundup._checks import check_number, suggest, value_error
 from groundup.experiments._common import jsonable, progress, progress_to
+from groundup.experiments._diagnostics import diagnostics_to
 from groundup.io import write_text_atomic
 
 _TRUE = ("1", "true", "yes", "on")
@@ -100,18 +101,20 @@ def build_config(name: str, *, seed: int | None = None, dataset: str | None = No
     return dataclasses.replace(defaults, **values)
 
 
-def _run_one(name: str, config: Any, log: Any = None) -> tuple[dict[str, Any],
-                                                               dict[str, float], float]:
+def _run_one(name: str, config: Any, log: Any = None,
+             run_dir: str | None = None) -> tuple[dict[str, Any], dict[str, float], float]:
     """One seed. ``log``: the progress stream, or in a worker process a bool (True: its
-    own stderr, which is the parent's terminal)."""
+    own stderr, which is the parent's terminal). ``run_dir``: where the arms' diagnostics
+    go (``diagnostics/seed-<seed>/``), for the experiments that record them."""
     from groundup import experiments
 
     module = experiments.get(name)
     stream = (sys.stderr if log else None) if isinstance(log, bool) else log
     started = time.perf_counter()
+    where = None if run_dir is None else Path(run_dir) / "diagnostics" / f"seed-{config.seed}"
     # diverging arms (std 1 without batch norm, a large lr) are part of the findings
     with (np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
-          progress_to(stream, f"  seed {config.seed}: ")):
+          progress_to(stream, f"  seed {config.seed}: "), diagnostics_to(where)):
         progress("started")
         results = jsonable(module.run(config))
         metrics = jsonable(module.metrics(results))
@@ -165,9 +168,10 @@ def _write_json(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(jsonable(payload), indent=1, allow_nan=False) + "\n")
 
 
-def _map_seeds(name: str, configs: list[Any], workers: int, log: Any) -> list[tuple]:
+def _map_seeds(name: str, configs: list[Any], workers: int, log: Any,
+               run_dir: str) -> list[tuple]:
     if workers <= 1 or len(configs) == 1:
-        return [_run_one(name, c, log) for c in configs]
+        return [_run_one(name, c, log, run_dir) for c in configs]
     from groundup.search.pool import blas_threads_env
 
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -175,11 +179,12 @@ def _map_seeds(name: str, configs: list[Any], workers: int, log: Any) -> list[tu
           ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool):
         # a stream cannot cross into a worker: it reports on its own stderr, or not at all
         return list(pool.map(_run_one, [name] * len(configs), configs,
-                             [log is not None] * len(configs)))
+                             [log is not None] * len(configs), [run_dir] * len(configs)))
 
 
 # What an experiment run writes: what --overwrite may replace.
-OUTPUTS = ("config.json", "results.json", "timing.json", "figures")
+OUTPUTS = ("config.json", "results.json", "timing.json", "figures", "diagnostics",
+           "report.html")
 
 
 def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | None = None,
@@ -236,7 +241,7 @@ def run_experiment(name: str, *, seed: int = 0, seeds: int = 1, dataset: str | N
         print(f"experiment {name}: {'quick, ' if quick else ''}seed{'s' if seeds > 1 else ''} "
               f"{', '.join(map(str, seed_list))} -> {run_dir}", file=log)
     started = time.perf_counter()
-    outputs = _map_seeds(name, configs, workers, log)
+    outputs = _map_seeds(name, configs, workers, log, str(run_dir))
     wall = time.perf_counter() - started
     first = outputs[0][0]
     payload: dict[str, Any] = {"experiment": name, "quick": quick, "seeds": seed_list}

@@ -12,6 +12,7 @@ import numpy as np
 
 from groundup import optimizers
 from groundup.experiments import _common as c
+from groundup.experiments import _diagnostics
 from groundup.models import MultiLayerNetExtend
 from groundup.rng import make_rng
 
@@ -24,7 +25,10 @@ class Config:
     """Book: x_train[:1000], hidden [100]*5, SGD lr 0.01, batch 100, 20 epochs,
     weight_init_std = logspace(0, -4, 16). ``learn_threshold``: a run "learns" when its
     final training accuracy reaches it. ``convention``: 'groundup' (batch norm with torch's
-    eps 1e-5) or 'book' (eps 1e-6, the book's running statistics)."""
+    eps 1e-5) or 'book' (eps 1e-6, the book's running statistics). ``diagnostics_scales``:
+    at this many of the scales, spread over the range (0: none), both nets record their
+    per-layer diagnostics (``diagnostics/``) before training and after every epoch; they
+    change no result."""
 
     seed: int = 0
     dataset: str = "mnist"
@@ -38,6 +42,7 @@ class Config:
     num_scales: int = 16
     learn_threshold: float = 0.5
     convention: str = "groundup"
+    diagnostics_scales: int = 4
 
     def __post_init__(self) -> None:
         owner = NAME
@@ -47,10 +52,21 @@ class Config:
         c.check_number(owner, "scale_min_exp", self.scale_min_exp)
         c.check_int(owner, "num_scales", self.num_scales)
         c.check_number(owner, "learn_threshold", self.learn_threshold, low=0, high=1)
+        c.check_int(owner, "diagnostics_scales", self.diagnostics_scales, low=0)
 
 
 # the book's data and net, 8 of its 16 scales for 10 of its 20 epochs
 QUICK: dict[str, Any] = {"epochs": 10, "num_scales": 8}
+BOOK = ("with batch norm learning at almost every one of the 16 scales, without it only at a "
+        "few (figure 6-19, no number printed)")
+
+
+def diagnosed(num_scales: int, count: int) -> set[int]:
+    """The indices of the ``count`` scales, spread over ``num_scales``, that record
+    diagnostics (the largest and the smallest among them)."""
+    if count <= 0:
+        return set()
+    return {int(round(i)) for i in np.linspace(0, num_scales - 1, min(count, num_scales))}
 
 
 def run(config: Config) -> dict[str, Any]:
@@ -61,6 +77,7 @@ def run(config: Config) -> dict[str, Any]:
     scales = np.logspace(config.scale_max_exp, config.scale_min_exp, num=config.num_scales)
     steps = max(len(x) // config.batch_size, 1)
     runs = []
+    watched = diagnosed(len(scales), config.diagnostics_scales)
     for number, scale in enumerate(scales, 1):
         nets = {}
         for key, use_bn in (("batch norm", True), ("no batch norm", False)):
@@ -69,14 +86,20 @@ def run(config: Config) -> dict[str, Any]:
                                         rng=rng, convention=config.convention)
             nets[key] = (model, optimizers.get("sgd", lr=config.lr))
         accuracy: dict[str, list[float]] = {key: [] for key in nets}
+        watch = _diagnostics.watch({key: f"std {scale:.2g}, {key}" for key in nets}, x, t,
+                                   enabled=number - 1 in watched, seed=config.seed,
+                                   every=steps, batch_size=config.batch_size, unit="epoch")
         for epoch in range(config.epochs):
-            c.compare_loop(nets, x, t, iters=steps, batch_size=config.batch_size, rng=rng)
+            c.compare_loop(nets, x, t, iters=steps, batch_size=config.batch_size, rng=rng,
+                           watch=watch, first_step=epoch * steps)
             for key, (model, _) in nets.items():
                 accuracy[key].append(model.accuracy(x, t))
             c.progress(f"std {scale:.2g} ({number}/{len(scales)}), epoch {epoch + 1}/"
                        f"{config.epochs}: train acc {accuracy['batch norm'][-1]:.3f} with batch "
                        f"norm, {accuracy['no batch norm'][-1]:.3f} without",
                        every=0.0 if epoch + 1 == config.epochs else 1.0)
+        if watch is not None:
+            watch.finish()
         runs.append({"weight_init_std": float(scale), "train_accuracy": accuracy})
     return {"data": c.used(data, len(x)), "net": c.net_name(x.shape[1], config.hidden, classes),
             "runs": runs,

@@ -1,4 +1,5 @@
-"""``groundup report``: one self-contained HTML file for one run or a comparison of several.
+"""``groundup report``: one self-contained HTML file for one run or a comparison of several
+(or one experiment run: :mod:`.experiment`).
 
 The file needs nothing but itself: charts are inline SVG drawn by :mod:`.svg`, images are
 ``data:`` URIs, the style sheet is inline; there is no script, no font and no address of
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from groundup.io import write_text_atomic
+from groundup.report.experiment import experiment_body, is_experiment_run
 from groundup.report.panels import panel, read_run, run_panels, settings
 from groundup.report.svg import line_chart
 
@@ -60,7 +62,15 @@ def _comparison(runs: list[dict[str, Any]]) -> str:
 
 
 def build_report(run_dirs: list[str | Path]) -> str:
-    """The HTML text of the report of ``run_dirs`` (one run, or several compared)."""
+    """The HTML text of the report of ``run_dirs`` (one run, or several compared; or one
+    experiment run)."""
+    experiment_runs = [d for d in run_dirs if is_experiment_run(d)]
+    if experiment_runs:
+        if len(run_dirs) > 1:
+            raise ValueError(f"report: {experiment_runs[0]} is an experiment run, reported "
+                             "on its own; give it alone (runs of groundup train can be "
+                             "compared)")
+        return page(*experiment_body(run_dirs[0]))
     runs = [read_run(d) for d in run_dirs]
     if len(runs) == 1:
         body = f'<div class="panels">{run_panels(runs[0])}</div>'

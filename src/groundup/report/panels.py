@@ -19,7 +19,8 @@ from groundup import diagnostics, hints
 from groundup.report.evaluation import read_evaluation
 from groundup.report.svg import heatmap, image_grid, line_chart
 
-__all__ = ["read_run", "run_panels", "panel", "best_epoch"]
+__all__ = ["read_run", "run_panels", "panel", "best_epoch", "diagnostics_panels", "hints_panel",
+           "positions"]
 
 
 def _json(path: Path) -> Any:
@@ -69,7 +70,7 @@ def best_epoch(history: dict[str, list]) -> tuple[int, str] | None:
 
 SETTING_KEYS = ("model", "hidden", "dataset", "optimizer", "lr", "epochs", "batch_size",
                 "weight_decay", "l1", "dropout", "batchnorm", "early_stopping", "seed", "fast",
-                "diagnostics_every", "n_train", "n_val", "n_test")
+                "diagnostics_every", "diagnostics_every_steps", "n_train", "n_val", "n_test")
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -105,10 +106,18 @@ def _curves(run: dict[str, Any], prefix: str) -> list[str]:
     return out
 
 
+def positions(summary: dict[str, Any]) -> tuple[list[float], str]:
+    """The points' x values and the axis' name: epochs, or iterations where the run counts
+    single updates (the experiments')."""
+    if summary.get("unit") == "iteration":
+        return [p.get("step") for p in summary["points"]], "iteration"
+    return [p["epoch"] for p in summary["points"]], "epoch"
+
+
 def _per_point(summary: dict[str, Any], section: str, key: str,
                kinds: tuple[str, ...] | None = None) -> list[tuple[str, list, list]]:
     points = summary["points"]
-    epochs = [p["epoch"] for p in points]
+    epochs = positions(summary)[0]
     names = list(points[-1][section]) if points else []
     series = []
     for name in names:
@@ -122,7 +131,10 @@ def _per_point(summary: dict[str, Any], section: str, key: str,
     return series
 
 
-def _diagnostics(run: dict[str, Any], prefix: str) -> list[str]:
+def diagnostics_panels(run: dict[str, Any], prefix: str,
+                       histogram_kinds: tuple[str, ...] | None = None) -> list[str]:
+    """The diagnostics panels of one run; ``histogram_kinds``: draw the activation
+    histograms of these layer kinds only (default every layer)."""
     summary, arrays = run["diagnostics"], run["npz"]
     if not summary or not summary.get("points"):
         return [panel(f"{prefix}diagnostics-missing", "diagnostics",
@@ -139,22 +151,23 @@ def _diagnostics(run: dict[str, Any], prefix: str) -> list[str]:
                False),
               ("saturated", "saturated sigmoid / tanh (share)", "layers",
                "saturated_fraction", ("Sigmoid", "Tanh"), False)]
+    xs, unit = positions(summary)
     for pid, title, section, key, kinds, log_y in charts:
         series = _per_point(summary, section, key, kinds)
         if series or pid in ("activation-std", "gradient-norms", "update-ratios"):
             out.append(panel(prefix + pid, title, line_chart(series, title=title,
-                                                             log_y=log_y)))
-    epochs = [str(p["epoch"]) for p in summary["points"]]
+                                                             log_y=log_y, x_label=unit)))
+    epochs = [f"{x:g}" for x in xs]
     hists = []
-    for name in summary["points"][-1]["layers"]:
+    for name, stats in summary["points"][-1]["layers"].items():
         key = f"hist/activation/{name}"
-        if key not in arrays:
+        if key not in arrays or (histogram_kinds and stats["kind"] not in histogram_kinds):
             continue
         edges = arrays.get(f"edges/activation/{name}")
         counts = arrays[key].T[::-1]  # (bins, points), largest values on top
         labels = [f"{e:.2g}" for e in edges[:0:-1]] if edges is not None else []
         hists.append(heatmap(counts, title=name, x_labels=epochs, y_labels=labels,
-                             x_label="epoch", y_label="activation", log_scale=True))
+                             x_label=unit, y_label="activation", log_scale=True))
     if hists:
         out.append(panel(prefix + "activation-histograms", "activation histograms over epochs",
                          f'<div class="grid">{"".join(hists)}</div>'))
@@ -165,16 +178,17 @@ def _diagnostics(run: dict[str, Any], prefix: str) -> list[str]:
             continue
         edges = arrays["log_grad_edges"]
         grads.append(heatmap(arrays[key].T[::-1], title=f"log10|∇{name}|", x_labels=epochs,
-                             y_labels=[f"{e:.0f}" for e in edges[:0:-1]], x_label="epoch",
+                             y_labels=[f"{e:.0f}" for e in edges[:0:-1]], x_label=unit,
                              log_scale=True))
     if grads:
         out.append(panel(prefix + "gradient-histograms", "gradient histograms over epochs",
                          f'<div class="grid">{"".join(grads)}</div>'))
-    loss0, ln_c = summary["points"][0].get("loss"), summary.get("ln_classes")
+    first, ln_c = summary["points"][0], summary.get("ln_classes")
     if ln_c:
+        loss0 = first.get("train_mode_loss", first.get("loss"))
         shown = "not finite" if loss0 is None else f"{loss0:.4f}"
         out.append(panel(prefix + "initial-loss", "initial loss",
-                         _table([("probe loss at epoch 0", shown),
+                         _table([("probe loss at the start (training step)", shown),
                                  (f"ln({summary['classes']})", f"{ln_c:.4f}")])))
     out += _conv_pictures(arrays, prefix)
     return out
@@ -198,7 +212,7 @@ def _conv_pictures(arrays: dict[str, np.ndarray], prefix: str) -> list[str]:
     return out
 
 
-def _hints(run: dict[str, Any], prefix: str) -> str:
+def hints_panel(run: dict[str, Any], prefix: str) -> str:
     found = hints.hints(run["diagnostics"], run["history"]) if run["diagnostics"] else []
     if not found:
         body = '<p class="mark">No hint: nothing in the diagnostics looks wrong.</p>'
@@ -233,7 +247,7 @@ def run_panels(run: dict[str, Any], prefix: str = "") -> str:
     parts = [panel(prefix + "settings", "settings",
                    _table(list(settings(run["config"]).items()) or [("run", run["name"])]))]
     parts += _curves(run, prefix)
-    parts.append(_hints(run, prefix))
-    parts += _diagnostics(run, prefix)
+    parts.append(hints_panel(run, prefix))
+    parts += diagnostics_panels(run, prefix)
     parts += _evaluation(run, prefix)
     return "\n".join(parts)

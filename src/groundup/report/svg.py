@@ -34,17 +34,33 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [low + (high - low) * i / (count - 1) for i in range(count)]
 
 
+def _log_ticks(low: float, high: float) -> list[tuple[float, str]]:
+    """(log10 position, label) of a log axis: the powers of ten inside it, or, over less
+    than a decade, five values labelled as numbers."""
+    decades = list(range(math.ceil(low), math.floor(high) + 1))
+    if len(decades) < 2:
+        return [(t, _fmt(10 ** t)) for t in _ticks(low, high)]
+    step = math.ceil(len(decades) / 6)
+    return [(k, f"1e{k}" if k else "1") for k in decades[::step]]
+
+
 def line_chart(series: list[tuple[str, list[float], list[float | None]]], *, title: str,
                x_label: str = "epoch", log_y: bool = False,
-               marks: list[tuple[float, str]] = ()) -> str:
-    """Lines (one per ``(label, xs, ys)``; None gaps skipped), vertical ``marks`` labelled."""
+               marks: list[tuple[float, str]] = (), legend: int = RIGHT,
+               x_ticks: list[tuple[float, str]] | None = None) -> str:
+    """Lines (one per ``(label, xs, ys)``; None gaps skipped), vertical ``marks`` labelled.
+
+    ``legend``: the width kept for the legend on the right; ``x_ticks``: (x, label) pairs
+    instead of five evenly spaced numbers.
+    """
+    width = WIDTH - RIGHT + legend
     def ok(v: Any) -> bool:
         return v is not None and math.isfinite(v) and (v > 0 or not log_y)
 
     points = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=False) if ok(y)]
-    out = [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" '
-           f'width="{WIDTH}" height="{HEIGHT}" role="img"><title>{escape(title)}</title>',
-           f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
+    out = [f'<svg viewBox="0 0 {width} {HEIGHT}" '
+           f'width="{width}" height="{HEIGHT}" role="img"><title>{escape(title)}</title>',
+           f'<rect width="{width}" height="{HEIGHT}" fill="#fff"/>',
            f'<text x="{LEFT}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
     if not points:
         out.append(f'<text x="{LEFT}" y="{HEIGHT // 2}" font-size="12">no data</text></svg>')
@@ -57,7 +73,7 @@ def line_chart(series: list[tuple[str, list[float], list[float | None]]], *, tit
         x0, x1 = x0 - 0.5, x1 + 0.5
     if y1 == y0:
         y0, y1 = y0 - 0.5, y1 + 0.5
-    pw, ph = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    pw, ph = width - LEFT - legend, HEIGHT - TOP - BOTTOM
 
     def px(x: float) -> float:
         return LEFT + (x - x0) / (x1 - x0) * pw
@@ -68,16 +84,14 @@ def line_chart(series: list[tuple[str, list[float], list[float | None]]], *, tit
 
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" '
                'stroke="#999"/>')
-    for t in _ticks(y0, y1):
+    for t, label in _log_ticks(y0, y1) if log_y else [(t, _fmt(t)) for t in _ticks(y0, y1)]:
         y = TOP + (1 - (t - y0) / (y1 - y0)) * ph
-        label = f"1e{t:.1f}" if log_y else _fmt(t)
         out.append(f'<line x1="{LEFT - 4}" x2="{LEFT + pw}" y1="{y:.1f}" y2="{y:.1f}" '
                    f'stroke="#eee"/><text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="10" '
                    f'text-anchor="end">{label}</text>')
-    for t in _ticks(x0, x1):
-        x = px(t)
-        out.append(f'<text x="{x:.1f}" y="{TOP + ph + 14}" font-size="10" '
-                   f'text-anchor="middle">{_fmt(t)}</text>')
+    for t, label in x_ticks or [(t, _fmt(t)) for t in _ticks(x0, x1)]:
+        out.append(f'<text x="{px(t):.1f}" y="{TOP + ph + 14}" font-size="10" '
+                   f'text-anchor="middle">{escape(label)}</text>')
     out.append(f'<text x="{LEFT + pw / 2}" y="{HEIGHT - 4}" font-size="11" '
                f'text-anchor="middle">{escape(x_label)}</text>')
     for x, label in marks:
@@ -99,7 +113,7 @@ def line_chart(series: list[tuple[str, list[float], list[float | None]]], *, tit
         ly = TOP + 10 + 14 * i
         out.append(f'<rect x="{LEFT + pw + 8}" y="{ly - 8}" width="10" height="10" '
                    f'fill="{color}"/><text x="{LEFT + pw + 22}" y="{ly + 1}" font-size="10">'
-                   f'{escape(label[:16])}</text>')
+                   f'{escape(label[:max(int((legend - 24) / 5.3), 6)])}</text>')
     out.append("</svg>")
     return "".join(out)
 
