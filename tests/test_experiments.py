@@ -67,6 +67,12 @@ def test_data_experiments_say_which_data_they_used(name, quick):
     assert 0 < data["n_train_used"] <= data["n_train"]
 
 
+@pytest.mark.parametrize("name", experiments.names())
+def test_every_experiment_states_the_books_result(name):
+    book = experiments.get(name).BOOK
+    assert isinstance(book, str) and len(book) > 20
+
+
 def test_another_seed_gives_other_numbers(quick):
     assert quick("overfit", 0)["metrics"] != quick("overfit", 1)["metrics"]
 

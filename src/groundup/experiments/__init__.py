@@ -4,7 +4,8 @@ Each experiment is a module with a frozen ``Config`` dataclass whose defaults ar
 settings, ``run(config) -> dict`` (JSON-ready numbers, no plotting), ``plot(results,
 out_dir) -> list[Path]``, ``metrics(results) -> dict[str, float]`` (the scalars of the seed
 table) and ``curves(results)`` (the series drawn as mean ± spread bands over seeds), plus
-``QUICK``, the overrides of ``--quick``.
+``QUICK``, the overrides of ``--quick``, and ``BOOK``, the book's result in one line (the
+report puts it beside ours).
 
 >>> from groundup.experiments import names
 >>> names()[:3]

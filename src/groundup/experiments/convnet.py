@@ -58,6 +58,7 @@ class Config:
 # the book's net, 4 epochs on 2,000 images (≈ 0.85 test accuracy), tested on the first 1,000
 QUICK: dict[str, Any] = {"train_size": 2000, "test_size": 1000, "epochs": 4,
                          "eval_sample_num": 500}
+BOOK = "about 98.9 % test accuracy after 20 epochs on the 60,000 training images"
 
 
 def run(config: Config) -> dict[str, Any]:

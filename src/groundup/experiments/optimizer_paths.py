@@ -49,6 +49,8 @@ class Config:
 
 
 QUICK: dict[str, Any] = {}
+BOOK = ("SGD zig-zags, Momentum rolls, AdaGrad goes straight, Adam in between (figures 6-3 to "
+        "6-8)")
 
 
 def _registry(formulas: str) -> Any:

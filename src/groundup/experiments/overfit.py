@@ -58,6 +58,8 @@ class Config:
 # the book's data and net for half its epochs (100 and 150): train reaches ≈ 99 %;
 # every epoch is tested on the first 1,000 test images
 QUICK: dict[str, Any] = {"epochs": 100, "dropout_epochs": 150, "test_size": 1000}
+BOOK = ("without regularization train 100 %, test clearly lower; weight decay 0.1 and dropout "
+        "narrow the gap, train below 100 %")
 
 
 def run(config: Config) -> dict[str, Any]:

@@ -49,6 +49,7 @@ class Config:
 # 30 passes over the 5,000 images: the sigmoid net is past its plateau (≈ 0.9 accuracy);
 # test on the first 1,000 test images
 QUICK: dict[str, Any] = {"iters_num": 1500, "test_size": 1000}
+BOOK = "94.4 % test accuracy after 10,000 iterations on the 60,000 training images"
 
 
 def run(config: Config) -> dict[str, Any]:

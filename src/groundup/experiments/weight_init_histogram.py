@@ -51,6 +51,8 @@ class Config:
 
 
 QUICK: dict[str, Any] = {"samples": 200, "symmetry_steps": 3}
+BOOK = ("sigmoid: std 1 piles at 0 and 1, std 0.01 at 0.5, Xavier spreads; ReLU: std 0.01 goes to "
+        "0, Xavier shrinks with depth, He stays even")
 
 
 def parse_case(case: str) -> tuple[str, str | float]:
