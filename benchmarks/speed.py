@@ -9,7 +9,10 @@ removed from the environment before NumPy is imported, both sides run ``--thread
 float32, batch 100.
 Models: (a) TwoLayerNet 784-50-10 ReLU with SGD, (b) MultiLayerNetExtend 784-[100]×5-10 with
 batch norm, dropout 0.2 and Adam, (c) SimpleConvNet (30 filters 5×5, max pool 2, 100 hidden)
-with Adam. One training step = forward + backward + update. Each side (groundup, PyTorch with
+with Adam. One training step = forward + backward + update. The ``torch-compile`` side runs
+the same loop on ``torch.compile(model)`` with the fused optimizer (compiled during setup,
+before any timing), reported only; where it cannot run (no C compiler for inductor, ...),
+the benchmark prints why and goes on without it. Each side (groundup, PyTorch with
 ``torch.optim`` and standard ``nn`` modules, GEMM-only roofline) lives in its own worker
 process of this command's process tree, and only one works at a time, so no side's idle
 thread pool spins on the cores the other needs, and every timed request starts after
@@ -45,8 +48,10 @@ STEPS = {"a": 400, "b": 60, "c": 8}  # per round, so that each side runs ~0.1-0.
 _MARK = "GROUNDUP_SPEED_PROTOCOL"
 # groundup: the fast engine with numba when installed; groundup-numpy: the same without
 # numba (GROUNDUP_NUMBA=0 in its worker), so numba's gain is measured in the same run
+# torch-compile: the same loop on torch.compile(model) with the fused optimizer, reported
+# only (no target, not the peer); where it cannot run, the benchmark says why and goes on
 SIDES = ("groundup", "groundup-numpy", "reference", "torch", "torch-foreach", "torch-fused",
-         "roofline")
+         "torch-compile", "roofline")
 
 
 def protocol_env(threads: int) -> dict[str, str]:
@@ -158,8 +163,10 @@ def torch_step(kind: str, n_batches: int = 4, variant: str = "torch") -> Callabl
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    net, opt = torch_model(kind, variant)
+    net, opt = torch_model(kind, "torch-fused" if variant == "torch-compile" else variant)
     net.train()
+    if variant == "torch-compile":
+        net = torch.compile(net)  # compiled at the first steps, in the worker's setup
     batches = [tuple(torch.from_numpy(a) for a in data(kind, BATCH, seed))
                for seed in range(n_batches)]
     counter = [0]
@@ -352,6 +359,14 @@ def worker(side: str, threads: int) -> None:
 
                 kernels = "on" if _numba.kernels() is not None else "off"
                 reply = f"numpy {np.__version__}; BLAS: {blas_info()}; numba kernels {kernels}"
+        elif words[0] == "setup" and side == "torch-compile":
+            try:
+                train[words[1]] = torch_step(words[1], variant=side)
+                for _ in range(3):
+                    train[words[1]]()
+                reply = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure of the compiler is reported
+                reply = "unavailable: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         elif words[0] == "setup":
             kind = words[1]
             x, _ = data(kind, INFER_BATCH, seed=99)
@@ -428,8 +443,12 @@ def main() -> None:
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')!r}; threads={args.threads} "
           "per side; each side in its own worker process, one running at a time")
     for kind in kinds:
-        for w in workers.values():
-            w.ask("setup", kind)
+        for side, w in list(workers.items()):
+            reply = w.ask("setup", kind)
+            if reply != "ok":  # torch.compile could not run here: report why, go on without it
+                print(f"{side}: {reply}")
+                w.close()
+                del workers[side]
     print(f"load average before: {load_average()}")
     train = {k: {s: [] for s in workers} for k in kinds}
     pred = {k: {s: [] for s in ("groundup", "reference", "torch")} for k in kinds}
