@@ -23,7 +23,8 @@ are interleaved (groundup, torch, roofline, then the next model, then the next r
 min/median/max steps/s are over rounds. The roofline is NumPy matmul alone on exactly the
 model's forward and backward GEMM shapes (no input gradient for the first layer).
 Inference = ``predict`` on a batch of 1000 in evaluation mode. Peak memory = RSS growth of a
-fresh subprocess from after its imports to the end of 50 training steps of (c), per side.
+fresh subprocess from after its imports to the end of 50 training steps of (c), per side;
+numba counts as an import (as torch does) and its size is printed beside groundup's.
 """
 
 from __future__ import annotations
@@ -278,8 +279,13 @@ def memory_child(side: str, kind: str, steps: int) -> None:
         torch.set_num_threads(int(os.environ[_MARK]))
     else:
         from groundup import conv, fast, layers, models, optimizers  # noqa: F401
+        from groundup.fast import _numba
 
         fast.set_num_threads(int(os.environ[_MARK]))
+    before = _status("VmRSS")
+    if side == "groundup":  # numba is an import, as torch's is: loaded before the window
+        _numba.kernels()  # imports numba; its kernels load (and stay counted) at first use
+    numba_import = _status("VmRSS") - before
     try:  # reset the peak so the imports' own peak does not count
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -292,16 +298,18 @@ def memory_child(side: str, kind: str, steps: int) -> None:
     for _ in range(steps):
         step()
     peak = _status("VmHWM")
-    print(f"{peak - base} {int(reset)}")
+    print(f"{peak - base} {int(reset)} {numba_import}")
 
 
-def measure_memory(kind: str, steps: int = 50) -> dict[str, int]:
+def measure_memory(kind: str, steps: int = 50) -> dict[str, tuple[int, int]]:
+    """Per side: (RSS growth over the steps, RSS of the numba import before them)."""
     out = {}
     for side in ("groundup", "reference", *TORCH_VARIANTS):
         proc = subprocess.run([sys.executable, __file__, "--memory-child", side, kind,
                                "--memory-steps", str(steps)],
                               capture_output=True, text=True, check=True, env=os.environ.copy())
-        out[side] = int(proc.stdout.split()[0])
+        words = proc.stdout.split()
+        out[side] = (int(words[0]), int(words[2]))
     return out
 
 
@@ -491,9 +499,11 @@ def main() -> None:
     if not args.no_memory and "c" in kinds:
         mem = measure_memory("c")
         print(f"\nPeak memory of (c) training, batch {BATCH}: RSS growth of a fresh subprocess "
-              "from after imports to the end of 50 steps")
-        for side, value in mem.items():
-            print(f"  {side:<9}{value / 2**20:8.1f} MiB")
+              "from after imports (numba's included, as torch's) to the end of 50 steps")
+        for side, (value, numba_import) in mem.items():
+            extra = (f" (+{numba_import / 2**20:.1f} MiB numba import before the window; its "
+                     "kernels' first load is inside)" if numba_import else "")
+            print(f"  {side:<9}{value / 2**20:8.1f} MiB{extra}")
 
 
 if __name__ == "__main__":
