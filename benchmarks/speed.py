@@ -9,7 +9,10 @@ removed from the environment before NumPy is imported, both sides run ``--thread
 float32, batch 100.
 Models: (a) TwoLayerNet 784-50-10 ReLU with SGD, (b) MultiLayerNetExtend 784-[100]×5-10 with
 batch norm, dropout 0.2 and Adam, (c) SimpleConvNet (30 filters 5×5, max pool 2, 100 hidden)
-with Adam. One training step = forward + backward + update. Each side (groundup, PyTorch with
+with Adam. One training step = forward + backward + update. The ``torch-compile`` side runs
+the same loop on ``torch.compile(model)`` with the fused optimizer (compiled during setup,
+before any timing), reported only; where it cannot run (no C compiler for inductor, ...),
+the benchmark prints why and goes on without it. Each side (groundup, PyTorch with
 ``torch.optim`` and standard ``nn`` modules, GEMM-only roofline) lives in its own worker
 process of this command's process tree, and only one works at a time, so no side's idle
 thread pool spins on the cores the other needs, and every timed request starts after
@@ -20,7 +23,8 @@ are interleaved (groundup, torch, roofline, then the next model, then the next r
 min/median/max steps/s are over rounds. The roofline is NumPy matmul alone on exactly the
 model's forward and backward GEMM shapes (no input gradient for the first layer).
 Inference = ``predict`` on a batch of 1000 in evaluation mode. Peak memory = RSS growth of a
-fresh subprocess from after its imports to the end of 50 training steps of (c), per side.
+fresh subprocess from after its imports to the end of 50 training steps of (c), per side;
+numba counts as an import (as torch does) and its size is printed beside groundup's.
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ STEPS = {"a": 400, "b": 60, "c": 8}  # per round, so that each side runs ~0.1-0.
 _MARK = "GROUNDUP_SPEED_PROTOCOL"
 # groundup: the fast engine with numba when installed; groundup-numpy: the same without
 # numba (GROUNDUP_NUMBA=0 in its worker), so numba's gain is measured in the same run
+# torch-compile: the same loop on torch.compile(model) with the fused optimizer, reported
+# only (no target, not the peer); where it cannot run, the benchmark says why and goes on
 SIDES = ("groundup", "groundup-numpy", "reference", "torch", "torch-foreach", "torch-fused",
-         "roofline")
+         "torch-compile", "roofline")
 
 
 def protocol_env(threads: int) -> dict[str, str]:
@@ -158,8 +164,10 @@ def torch_step(kind: str, n_batches: int = 4, variant: str = "torch") -> Callabl
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    net, opt = torch_model(kind, variant)
+    net, opt = torch_model(kind, "torch-fused" if variant == "torch-compile" else variant)
     net.train()
+    if variant == "torch-compile":
+        net = torch.compile(net)  # compiled at the first steps, in the worker's setup
     batches = [tuple(torch.from_numpy(a) for a in data(kind, BATCH, seed))
                for seed in range(n_batches)]
     counter = [0]
@@ -271,8 +279,13 @@ def memory_child(side: str, kind: str, steps: int) -> None:
         torch.set_num_threads(int(os.environ[_MARK]))
     else:
         from groundup import conv, fast, layers, models, optimizers  # noqa: F401
+        from groundup.fast import _numba
 
         fast.set_num_threads(int(os.environ[_MARK]))
+    before = _status("VmRSS")
+    if side == "groundup":  # numba is an import, as torch's is: loaded before the window
+        _numba.kernels()  # imports numba; its kernels load (and stay counted) at first use
+    numba_import = _status("VmRSS") - before
     try:  # reset the peak so the imports' own peak does not count
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -285,16 +298,18 @@ def memory_child(side: str, kind: str, steps: int) -> None:
     for _ in range(steps):
         step()
     peak = _status("VmHWM")
-    print(f"{peak - base} {int(reset)}")
+    print(f"{peak - base} {int(reset)} {numba_import}")
 
 
-def measure_memory(kind: str, steps: int = 50) -> dict[str, int]:
+def measure_memory(kind: str, steps: int = 50) -> dict[str, tuple[int, int]]:
+    """Per side: (RSS growth over the steps, RSS of the numba import before them)."""
     out = {}
     for side in ("groundup", "reference", *TORCH_VARIANTS):
         proc = subprocess.run([sys.executable, __file__, "--memory-child", side, kind,
                                "--memory-steps", str(steps)],
                               capture_output=True, text=True, check=True, env=os.environ.copy())
-        out[side] = int(proc.stdout.split()[0])
+        words = proc.stdout.split()
+        out[side] = (int(words[0]), int(words[2]))
     return out
 
 
@@ -352,6 +367,14 @@ def worker(side: str, threads: int) -> None:
 
                 kernels = "on" if _numba.kernels() is not None else "off"
                 reply = f"numpy {np.__version__}; BLAS: {blas_info()}; numba kernels {kernels}"
+        elif words[0] == "setup" and side == "torch-compile":
+            try:
+                train[words[1]] = torch_step(words[1], variant=side)
+                for _ in range(3):
+                    train[words[1]]()
+                reply = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure of the compiler is reported
+                reply = "unavailable: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         elif words[0] == "setup":
             kind = words[1]
             x, _ = data(kind, INFER_BATCH, seed=99)
@@ -428,8 +451,12 @@ def main() -> None:
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')!r}; threads={args.threads} "
           "per side; each side in its own worker process, one running at a time")
     for kind in kinds:
-        for w in workers.values():
-            w.ask("setup", kind)
+        for side, w in list(workers.items()):
+            reply = w.ask("setup", kind)
+            if reply != "ok":  # torch.compile could not run here: report why, go on without it
+                print(f"{side}: {reply}")
+                w.close()
+                del workers[side]
     print(f"load average before: {load_average()}")
     train = {k: {s: [] for s in workers} for k in kinds}
     pred = {k: {s: [] for s in ("groundup", "reference", "torch")} for k in kinds}
@@ -472,9 +499,11 @@ def main() -> None:
     if not args.no_memory and "c" in kinds:
         mem = measure_memory("c")
         print(f"\nPeak memory of (c) training, batch {BATCH}: RSS growth of a fresh subprocess "
-              "from after imports to the end of 50 steps")
-        for side, value in mem.items():
-            print(f"  {side:<9}{value / 2**20:8.1f} MiB")
+              "from after imports (numba's included, as torch's) to the end of 50 steps")
+        for side, (value, numba_import) in mem.items():
+            extra = (f" (+{numba_import / 2**20:.1f} MiB numba import before the window; its "
+                     "kernels' first load is inside)" if numba_import else "")
+            print(f"  {side:<9}{value / 2**20:8.1f} MiB{extra}")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ draws, output, dx), batch norm in training (output, running statistics, every gr
 Affine layer that is not split. Within BOUND: a split Affine layer (forward L = D + 1,
 dW L = N, dx L = M), batch norm's evaluation (L = 4 roundings per element,
 M = (|x| + |μ|)·|γ|/√(σ² + eps) + |β|), the softmax loss (L = K + N + 3,
-M = 1 + |loss| + 2·max|x|) and its dx (L = K + 3, M = (y + onehot(t)) / N).
+M = 1 + |loss| + 2·max|x|) and its dx (L = K + 3, M = (y + onehot(t)) / N), with the
+NumPy passes and with the numba kernels (libm's exp and log, each within an ulp or so).
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from groundup.fast.trace import tracing
 BATCHES = (1, 7, 100, 256)
 DTYPES = (np.float32, np.float64)
 THREADS = (1, 2, 3)
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def _split_expected(batch, shape, n_threads):
@@ -215,10 +219,9 @@ def test_batchnorm_errors_are_the_layers():
         fast_layers.BatchNormalization(_batchnorm(np.float32, 3, False)).backward(np.zeros((2, 3)))
 
 
-@pytest.mark.parametrize("one_hot", [False, True])
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_softmax_loss_matches_the_reference(dtype, batch, one_hot):
+def softmax_case(dtype, batch, one_hot, numba, monkeypatch) -> Report:
+    """The fast softmax loss (NumPy or, for class labels, numba) against the reference."""
+    monkeypatch.setenv("GROUNDUP_NUMBA", "1" if numba else "0")
     rng = np.random.default_rng(batch)
     k = 10
     x = (3 * rng.standard_normal((batch, k))).astype(dtype)
@@ -232,10 +235,37 @@ def test_softmax_loss_matches_the_reference(dtype, batch, one_hot):
         loss = piece.forward(x, t)
     dx = piece.backward(1)
     report = Report()
-    report.ran("pieces", ran, {"softmax.fast"})
+    report.ran("pieces", ran, {"softmax.numba" if numba and not one_hot else "softmax.fast"})
     report.close("loss", loss, loss_ref,
                  bound(k + batch + 3, 1 + abs(loss_ref) + 2 * np.abs(x).max(), dtype))
     report.close("dx", dx, dx_ref, bound(k + 3, (ref.y + np.eye(k)[labels]) / batch, dtype))
     report.close("y", piece.y, ref.y, bound(k + 3, ref.y, dtype))
-    report.check()
-    assert dx.dtype == dtype
+    report.close("dx (dout=3)", piece.backward(3), ref.backward(3),
+                 bound(k + 3, 3 * (ref.y + np.eye(k)[labels]) / batch, dtype))
+    report.equal("dtype", np.zeros(0, dx.dtype), np.zeros(0, dtype))
+    return report
+
+
+@pytest.mark.parametrize("numba", [False, True], ids=["numpy", "numba"])
+@pytest.mark.parametrize("one_hot", [False, True])
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_loss_matches_the_reference(dtype, batch, one_hot, numba, monkeypatch):
+    if numba and not HAS_NUMBA:
+        pytest.skip("numba is not installed")
+    softmax_case(dtype, batch, one_hot, numba, monkeypatch).check()
+
+
+@pytest.mark.parametrize("numba", [False, True], ids=["numpy", "numba"])
+def test_softmax_loss_errors_are_the_layers(numba, monkeypatch):
+    if numba and not HAS_NUMBA:
+        pytest.skip("numba is not installed")
+    monkeypatch.setenv("GROUNDUP_NUMBA", "1" if numba else "0")
+    x = np.zeros((3, 4), dtype=np.float32)
+    for t, message in ((np.array([0, 4, 1]), r"class labels in \[0, 3\]"),
+                       (np.array([0, -1, 1]), r"class labels in \[0, 3\]"),
+                       (np.array([0, 1]), "len\\(t\\) must be equal to the batch size 3")):
+        for layer in (layers.SoftmaxWithLoss(),
+                      fast_layers.SoftmaxWithLoss(layers.SoftmaxWithLoss())):
+            with pytest.raises(ValueError, match=message):
+                layer.forward(x, t)

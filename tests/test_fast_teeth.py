@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from groundup.fast import _numba, plan
 from groundup.fast import layers as fast_layers
-from groundup.fast import plan
 from groundup.fast.block import ConvReluPool
 from test_fast_conv import block_case
-from test_fast_layers import affine_case
+from test_fast_layers import HAS_NUMBA, affine_case, softmax_case
 from test_fast_model import run_case
 
 ORDERS = 1e3
@@ -97,3 +97,26 @@ def test_a_fast_piece_that_did_not_run_is_caught(monkeypatch, kind, patch):
     (report,) = run_case(kind, np.float64, 100, (2,))
     failed = report.failed()
     assert failed and all(" [" in name for name in failed), failed  # only the trace checks
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
+def test_a_numba_softmax_that_forgets_the_label_is_caught(monkeypatch):
+    kernels = dict(_numba.kernels())
+
+    def no_label(y, labels, scale, dx):  # dx = y · scale, the one-hot term dropped
+        np.multiply(y, scale, out=dx)
+
+    kernels["softmax_grad"] = no_label
+    monkeypatch.setattr(_numba, "kernels", lambda: kernels)
+    report = softmax_case(np.float64, 100, False, True, monkeypatch)
+    _assert_caught(report, ["dx"])
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
+def test_a_numba_softmax_that_did_not_run_is_caught(monkeypatch):
+    report = softmax_case(np.float64, 100, False, True, monkeypatch)
+    report.check()  # sound before
+    monkeypatch.setattr(fast_layers._numba, "kernels", lambda: None)
+    report = softmax_case(np.float64, 100, False, True, monkeypatch)
+    failed = report.failed()
+    assert failed and all(" [" in name for name in failed), failed  # only the trace check

@@ -376,9 +376,12 @@ def test_fast_and_reference_training_agree_and_each_runs_its_own_path(digits, op
     (h_fast, p_fast, ran_fast), (h_ref, p_ref, ran_ref) = runs[True], runs[False]
     assert ran_fast["pack"] >= 1 and ran_fast["optim.packed"] >= 1 and ran_fast["bn.fast"] >= 1
     assert not ran_ref, ran_ref  # the reference path touches no fast piece
-    # same draws (shuffles, dropout masks), sums in another order: float32 rounding only
+    # same draws (shuffles, dropout masks), sums in another order: float32 rounding only;
+    # an accuracy may differ by one sample whose two top scores are within that rounding
+    sizes = {"train_accuracy": len(x), "val_accuracy": len(xv)}
     for key in h_ref:
-        np.testing.assert_allclose(h_fast[key], h_ref[key], rtol=2e-3, atol=2e-3, err_msg=key)
+        atol = 1 / sizes[key] + 1e-9 if key in sizes else 2e-3
+        np.testing.assert_allclose(h_fast[key], h_ref[key], rtol=2e-3, atol=atol, err_msg=key)
     for key in p_ref:
         if key in ("param/b1", "param/b2", "state/running_mean1", "state/running_mean2"):
             # biases feeding batch norm have a zero true gradient: Adam's m / sqrt(v) of pure

@@ -14,7 +14,8 @@ leaves the parameter gradients on the layer (``dW``, ``db``, ...), as the layer'
   order with fewer temporaries (bit-equal); evaluation is one scale and one shift per feature,
   γ / √(σ² + eps) and β - μ · γ / √(σ² + eps) (rounded differently).
 - :class:`SoftmaxWithLoss`: the sums over the K classes run over contiguous columns
-  (column-major), several times faster than over rows of K = 10; rounded differently.
+  (column-major), several times faster than over rows of K = 10; with numba, one loop per
+  row for the loss and one for dx; rounded differently.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from groundup import layers as core
 from groundup._checks import check_array, check_labels, value_error
-from groundup.fast import threads
+from groundup.fast import _numba, threads
 from groundup.fast.trace import record
 
 # Below this many multiply-adds per thread, a product is not split over threads.
@@ -224,16 +225,34 @@ class BatchNormalization:
 
 
 class SoftmaxWithLoss:
-    """The layer's softmax cross-entropy, its sums over the classes column-major."""
+    """The layer's softmax cross-entropy, its sums over the classes column-major.
+
+    With the numba kernels (:mod:`groundup.fast._numba`), class labels in an integer array
+    go through one loop per row instead; the range check of the labels happens inside it,
+    and only when it fails do the layer's own checks run (and raise its error).
+    """
 
     def __init__(self, layer: core.SoftmaxWithLoss) -> None:
         self.layer = layer
         self.y: np.ndarray | None = None
         self.t: np.ndarray | None = None
         self.loss: float | None = None
+        self._kernels: dict[str, Any] | None = None
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> float:
         check_array("SoftmaxWithLoss", "x", x, ndim=2, finite=False)
+        kernels = _numba.kernels()
+        if (kernels is not None and isinstance(t, np.ndarray) and t.ndim == 1
+                and t.dtype.kind in "iu" and t.shape[0] == x.shape[0] and x.shape[0]
+                and x.dtype in (np.float32, np.float64)):
+            record("softmax.numba")
+            y = np.empty(x.shape, dtype=x.dtype)
+            total = kernels["softmax_loss"](np.ascontiguousarray(x), t, y)
+            if total < 0:  # a label out of range: the layer's own check raises
+                check_labels("SoftmaxWithLoss", t, x.shape[0], x.shape[1])
+            self._kernels, self.t, self.y = kernels, t, y
+            self.loss = float(total) / x.shape[0]
+            return self.loss
         labels = check_labels("SoftmaxWithLoss", t, x.shape[0], x.shape[1])
         record("softmax.fast")
         n = x.shape[0]
@@ -242,7 +261,7 @@ class SoftmaxWithLoss:
         e = np.exp(z)
         total = np.add.reduce(e, axis=1, keepdims=True)
         # -log softmax(x)[t] = log Σ exp(z) - z[t]
-        self.t = labels
+        self.t, self._kernels = labels, None
         self._picked = labels * n + np.arange(n)  # flat column-major index of x[i, t_i]
         self.loss = float(np.add.reduce(np.log(total[:, 0]) - z.ravel("F")[self._picked]) / n)
         e /= total
@@ -253,6 +272,11 @@ class SoftmaxWithLoss:
         if self.y is None:
             raise RuntimeError("SoftmaxWithLoss: backward called before forward.")
         n = self.y.shape[0]
-        dx = self.y * self.y.dtype.type(dout / n)  # keeps the column-major order
-        dx.ravel("F")[self._picked] -= dx.dtype.type(dout / n)
+        scale = self.y.dtype.type(dout / n)
+        if self._kernels is not None:
+            dx = np.empty_like(self.y)
+            self._kernels["softmax_grad"](self.y, self.t, scale, dx)
+            return dx
+        dx = self.y * scale  # keeps the column-major order
+        dx.ravel("F")[self._picked] -= scale
         return dx
