@@ -212,11 +212,14 @@ def probe_pass(model: Any, x: np.ndarray, t: np.ndarray) -> dict[str, Any]:
     saved = _saved_state(model)
     try:
         with np.errstate(all="ignore"):
-            out = x
-            for layer in model.layers.values():
-                out = _eval_forward(layer, out)
-            eval_loss = float(model.last_layer.forward(out, t))
             train_loss, outputs, grads = _gradients(model, x, t)
+            eval_loss = train_loss  # without batch norm the two modes compute the same
+            if any(type(layer).__name__ == "BatchNormalization"
+                   for layer in model.layers.values()):
+                out = x
+                for layer in model.layers.values():
+                    out = _eval_forward(layer, out)
+                eval_loss = float(model.last_layer.forward(out, t))
             layers = {}
             for name, out in outputs.items():
                 kind = type(model.layers[name]).__name__
