@@ -36,6 +36,14 @@ import numpy as np
 from groundup import _files
 from groundup._checks import check_choice, check_number, value_error
 from groundup.callbacks import Callback
+from groundup.diagnostics.probe import (
+    first_conv,
+    json_number,
+    norm,
+    probe_indices,
+    probe_pass,
+    probe_seed,
+)
 from groundup.io import npz_headers, write_text_atomic
 
 __all__ = ["Diagnostics", "probe_indices", "probe_seed", "probe_pass", "load"]
@@ -45,34 +53,7 @@ FORMAT_VERSION = 1
 BINS = 40
 # Gradients span many orders of magnitude; their histogram is over log10|g|.
 LOG_GRAD_EDGES = np.linspace(-12.0, 2.0, BINS + 1)
-SKIPPED_KINDS = ("Dropout", "Flatten")  # identities in evaluation mode
 SATURATION = {"Sigmoid": "y < 0.01 or y > 0.99", "Tanh": "|y| > 0.99"}
-
-
-def probe_seed(seed: int) -> list[int]:
-    """The probe's own seed sequence, derived from the run's ``seed``."""
-    return [int(seed), 0x9E0BE]
-
-
-def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """``size`` indices into ``labels``, each class in proportion to its share, sorted.
-
-    Each class gets floor(size · share) places; the places left go to the classes with the
-    largest remainders, and the examples inside a class are drawn without replacement.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=1)
-    size = min(int(size), len(labels))
-    rng = np.random.default_rng(probe_seed(seed))
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = size * counts / counts.sum()
-    take = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - take), kind="stable")[:size - take.sum()]:
-        take[i] += 1
-    chosen = [rng.choice(np.flatnonzero(labels == c), k, replace=False)
-              for c, k in zip(classes, take, strict=True) if k]
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 
 def _edges(kind: str, values: np.ndarray) -> np.ndarray:
@@ -104,142 +85,6 @@ def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     index = ((flat - low) * (bins / (high - low))).astype(np.int64)
     np.clip(index, 0, bins - 1, out=index)
     return np.bincount(index, minlength=bins).astype(np.int32)
-
-
-def _number(value: float) -> float | None:
-    """A JSON number, or null for NaN/inf (JSON has neither)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _norm(a: np.ndarray) -> float:
-    return float(np.sqrt(np.sum(np.square(a, dtype=np.float64))))
-
-
-def _activation_stats(kind: str, y: np.ndarray) -> dict[str, float | None]:
-    flat = y.reshape(len(y), -1)  # (N, units)
-    stats = {"mean": _number(flat.mean(dtype=np.float64)),
-             "std": _number(flat.std(dtype=np.float64))}
-    if kind == "Relu":
-        zero = flat == 0
-        stats["zero_fraction"] = float(zero.mean())
-        # a unit (feature, or channel of a feature map) that is zero for every probe example
-        units = zero.reshape(len(y), y.shape[1], -1).all(axis=(0, 2)) if y.ndim == 4 \
-            else zero.all(axis=0)
-        stats["dead_fraction"] = float(units.mean())
-    if kind == "Sigmoid":
-        stats["saturated_fraction"] = float(((flat < 0.01) | (flat > 0.99)).mean())
-    if kind == "Tanh":
-        stats["saturated_fraction"] = float((np.abs(flat) > 0.99).mean())
-    return stats
-
-
-def _eval_forward(layer: Any, x: np.ndarray) -> np.ndarray:
-    return layer.forward(x, False)
-
-
-def _dropout_backward(layer: Any, dout: np.ndarray) -> np.ndarray:
-    """Evaluation-mode dropout's gradient: identity (inverted) or the book's (1 - p)."""
-    return dout if layer.inverted else dout * dout.dtype.type(1 - layer.dropout_ratio)
-
-
-def _gradients(model: Any, x: np.ndarray, t: np.ndarray
-               ) -> tuple[float, dict[str, Any], dict[str, np.ndarray]]:
-    """(loss, {layer: its output}, {param: gradient}) by the reference layers: the forward
-    and backward of a training step on the probe, with dropout off.
-
-    The caller saves and restores the batch-norm running statistics, which a training-mode
-    batch-norm forward moves.
-    """
-    layers, outputs, out = list(model.layers.values()), {}, x
-    for name, layer in model.layers.items():
-        out = _eval_forward(layer, out) if type(layer).__name__ == "Dropout" \
-            else layer.forward(out, True)
-        outputs[name] = np.array(out, copy=True)  # before a backward could touch it
-    loss = float(model.last_layer.forward(out, t))
-    dout = model.last_layer.backward(1)
-    for layer in reversed(layers):
-        if dout is None:
-            break
-        dout = _dropout_backward(layer, dout) if type(layer).__name__ == "Dropout" \
-            else layer.backward(dout)
-    grads = {}
-    for name, layer, attr in _param_refs(model):
-        grads[name] = np.array(getattr(layer, "d" + attr), dtype=np.float64)
-    for name, reg in getattr(model, "regularizers", {}).items():
-        reg.add_grad(model.params[name].astype(np.float64), grads[name])
-    return loss, outputs, grads
-
-
-def _param_refs(model: Any) -> list[tuple[str, Any, str]]:
-    """(param name, layer, attribute) for every parameter, from the layer names' numbers."""
-    refs = getattr(model, "_refs", None)
-    if refs is not None:
-        return list(refs)
-    found = []
-    for lname, layer in model.layers.items():
-        index = "".join(ch for ch in lname if ch.isdigit())
-        found += [(f"{attr}{index}", layer, attr) for attr in layer.param_names]
-    return found
-
-
-def _saved_state(model: Any) -> tuple[list[tuple[Any, str, np.ndarray]], Any]:
-    arrays = [(layer, attr, np.array(getattr(layer, attr), copy=True))
-              for layer in model.layers.values() for attr in layer.state_names]
-    rng = getattr(model, "rng", None)
-    bit = getattr(rng, "bit_generator", None)
-    return arrays, (bit.state if bit is not None else None)
-
-
-def _restore_state(model: Any, saved: tuple[list[tuple[Any, str, np.ndarray]], Any]) -> None:
-    arrays, rng_state = saved
-    for layer, attr, value in arrays:
-        np.copyto(getattr(layer, attr), value)
-    if rng_state is not None:
-        model.rng.bit_generator.state = rng_state
-
-
-def probe_pass(model: Any, x: np.ndarray, t: np.ndarray) -> dict[str, Any]:
-    """Everything one diagnostics point measures, as ``{"layers", "params", "loss", ...}``.
-
-    ``layers[name]`` holds ``kind``, the statistics and ``values`` (the activations, as
-    the training step sees them: batch norm on the probe's own statistics, dropout off);
-    ``params[name]`` holds ``grad`` and ``weight`` arrays (float64 copies) and ``grad_norm``;
-    ``loss`` is the evaluation-mode loss (batch norm on its running statistics), the one
-    ``predict`` would give.
-    """
-    x = np.asarray(x, dtype=model.dtype)
-    saved = _saved_state(model)
-    try:
-        with np.errstate(all="ignore"):
-            train_loss, outputs, grads = _gradients(model, x, t)
-            eval_loss = train_loss  # without batch norm the two modes compute the same
-            if any(type(layer).__name__ == "BatchNormalization"
-                   for layer in model.layers.values()):
-                out = x
-                for layer in model.layers.values():
-                    out = _eval_forward(layer, out)
-                eval_loss = float(model.last_layer.forward(out, t))
-            layers = {}
-            for name, out in outputs.items():
-                kind = type(model.layers[name]).__name__
-                if kind not in SKIPPED_KINDS:
-                    layers[name] = {"kind": kind, "values": out,
-                                    **_activation_stats(kind, out)}
-    finally:
-        _restore_state(model, saved)
-    params = {name: {"grad": grads[name], "weight": np.array(p, dtype=np.float64),
-                     "grad_norm": _number(_norm(grads[name]))}
-              for name, p in model.params.items()}
-    return {"layers": layers, "params": params, "loss": _number(eval_loss),
-            "train_mode_loss": _number(train_loss)}
-
-
-def _first_conv(model: Any) -> tuple[str, Any] | None:
-    for name, layer in model.layers.items():
-        if type(layer).__name__ == "Convolution":
-            return name, layer
-    return None
 
 
 class Diagnostics(Callback):
@@ -331,7 +176,7 @@ class Diagnostics(Callback):
         epoch = int(epoch) if float(epoch).is_integer() else round(float(epoch), 4)
         point: dict[str, Any] = {"epoch": epoch, "step": step, "loss": measured["loss"],
                                  "train_mode_loss": measured["train_mode_loss"],
-                                 "logs": {k: _number(v) for k, v in (logs or {}).items()},
+                                 "logs": {k: json_number(v) for k, v in (logs or {}).items()},
                                  "layers": {}, "params": {}}
         for name, layer in measured["layers"].items():
             values = layer.pop("values")
@@ -342,7 +187,7 @@ class Diagnostics(Callback):
         for name, param in measured["params"].items():
             w, g = param["weight"], param["grad"]
             stats: dict[str, Any] = {"grad_norm": param["grad_norm"],
-                                     "weight_norm": _number(_norm(w)),
+                                     "weight_norm": json_number(norm(w)),
                                      "update_ratio": None, "change_ratio": None}
             if self._before_last is not None and name in self._before_last:
                 stats["update_ratio"] = _ratio(w, self._before_last[name])
@@ -363,7 +208,7 @@ class Diagnostics(Callback):
         return point
 
     def _conv_pictures(self, model: Any, measured: dict[str, Any]) -> None:
-        first = _first_conv(model)
+        first = first_conv(model)
         if first is None:
             return
         name, layer = first
@@ -419,8 +264,8 @@ def _epochs_done(trainer: Any, done: int) -> float:
 
 
 def _ratio(w: np.ndarray, before: np.ndarray) -> float | None:
-    base = _norm(before)
-    return _number(_norm(w - before) / base) if base > 0 else None
+    base = norm(before)
+    return json_number(norm(w - before) / base) if base > 0 else None
 
 
 def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
