@@ -17,7 +17,7 @@ from typing import Any
 
 from groundup import diagnostics, hints
 from groundup.experiments import _diagnostics
-from groundup.report.panels import diagnostics_panels, hints_panel, panel
+from groundup.report.panels import diagnostics_panels, hints_panel, panel, read_json
 from groundup.report.svg import line_chart
 
 __all__ = ["is_experiment_run", "experiment_body"]
@@ -25,16 +25,9 @@ __all__ = ["is_experiment_run", "experiment_body"]
 ACTIVATIONS = ("Relu", "Sigmoid", "Tanh", "LeakyRelu")
 
 
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def is_experiment_run(run_dir: str | Path) -> bool:
     """A directory written by ``experiment run`` (``results.json`` naming an experiment)."""
-    results = _json(Path(run_dir) / "results.json")
+    results = read_json(Path(run_dir) / "results.json")
     return isinstance(results, dict) and "experiment" in results
 
 
@@ -116,8 +109,8 @@ def experiment_body(run_dir: str | Path) -> tuple[str, str]:
     from groundup import experiments
 
     run_dir = Path(run_dir)
-    results = _json(run_dir / "results.json") or {}
-    config = _json(run_dir / "config.json") or {}
+    results = read_json(run_dir / "results.json") or {}
+    config = read_json(run_dir / "config.json") or {}
     name = results.get("experiment", "")
     try:
         book = getattr(experiments.get(name), "BOOK", None)

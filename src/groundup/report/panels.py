@@ -20,10 +20,11 @@ from groundup.report.evaluation import read_evaluation
 from groundup.report.svg import heatmap, image_grid, line_chart
 
 __all__ = ["read_run", "run_panels", "panel", "best_epoch", "diagnostics_panels", "hints_panel",
-           "positions"]
+           "positions", "read_json"]
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's value, or None when it is missing or not JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
@@ -36,10 +37,10 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"report: no run directory {run_dir}")
-    config = _json(run_dir / "config.json") or {}
-    history = _json(run_dir / "history.json")
+    config = read_json(run_dir / "config.json") or {}
+    history = read_json(run_dir / "history.json")
     if history is None:  # still training: the checkpoint holds the history so far
-        state = _json(run_dir / "checkpoint" / "state.json") or {}
+        state = read_json(run_dir / "checkpoint" / "state.json") or {}
         history = state.get("history") or {}
     try:
         summary, arrays = diagnostics.load(run_dir)
